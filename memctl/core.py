@@ -1,0 +1,238 @@
+"""The library: ``Memory`` (a store plus the rules) and ``Session`` (a claimed writer).
+
+The command line is a thin layer over these; anything a command can do, a
+Python agent can do with the same call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .errors import AmbiguousSession, BadInput, SessionNotFound
+from .ids import new_id
+from .inputs import Cleaned, check_size, event_from_mapping, max_event_bytes
+from .models import Checkpoint, Event, JsonObject, NewEvent, Resumed, SessionInfo, Status
+from .owners import Identity
+from .storage import Store, Writer, open_store
+from .working import WorkingMemory
+
+MIN_PREFIX = 4
+
+
+def open(url: str | None = None, *, durability: str = "normal") -> Memory:  # noqa: A001
+    """Open memctl's store: ``url`` (a path, ``sqlite:///...`` or ``postgresql://...``),
+    else ``MEMCTL_DB``, else the default file under the user data dir."""
+    return Memory(open_store(url, durability=durability))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of recording a batch: seqs stored, characters normalised."""
+
+    seqs: list[int]
+    replaced: int
+
+
+class Memory:
+    """A memctl database: sessions, their events, checkpoints."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- finding sessions ------------------------------------------------
+    def resolve(self, ref: str | None = None, *, last: bool = False) -> str:
+        """Turn a full id, a unique prefix (4+ characters) or ``last`` into a session id."""
+        if last or ref is None:
+            if not last:
+                raise BadInput("no session given: pass SESSION, --last, or set MEMCTL_SESSION")
+            latest = self.store.latest_session_id()
+            if latest is None:
+                raise SessionNotFound("there are no sessions yet")
+            return latest
+        if self.store.get_session(ref) is not None:
+            return ref
+        if len(ref) < MIN_PREFIX:
+            raise SessionNotFound(f"no session {ref!r} (a prefix needs at least {MIN_PREFIX} characters)")
+        matches = self.store.find_sessions(ref, limit=11)
+        if not matches:
+            raise SessionNotFound(f"no session matches {ref!r}; see 'memctl list'")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+            raise AmbiguousSession(f"{ref!r} matches several sessions: {shown}")
+        return matches[0]
+
+    def get(self, session_id: str) -> SessionInfo:
+        found = self.store.get_session(session_id)
+        if found is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return found
+
+    def sessions(
+        self, *, status: Status | None = None, since: str | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        """Sessions, newest activity first."""
+        return self.store.sessions(status=status, since=since, limit=limit)
+
+    def incomplete(self, limit: int | None = None) -> list[SessionInfo]:
+        """Sessions left unfinished by a process that is gone, newest first."""
+        return self.sessions(status=Status.INCOMPLETE, limit=limit)
+
+    def events(self, session_id: str, *, after_seq: int = 0, tail: int | None = None) -> list[Event]:
+        self.get(session_id)
+        return self.store.events(session_id, after_seq=after_seq, tail=tail)
+
+    # -- writing -----------------------------------------------------------
+    def start(
+        self,
+        title: str | None = None,
+        *,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        owner_pid: int | None = None,
+    ) -> Session:
+        """Open a new session owned by this process (or ``owner_pid``)."""
+        writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
+        info = self.store.create_session(
+            session_id or new_id("s"), title, dict(metadata or {}), writer
+        )
+        return Session(self, info.id, Writer(writer.identity, info.epoch))
+
+    def record(
+        self, session_id: str, events: list[NewEvent], writer: Writer
+    ) -> list[int]:
+        """Append already-validated events for ``writer``; returns their seqs."""
+        limit = max_event_bytes()
+        for event in events:
+            check_size(event, limit)
+        return self.store.append(session_id, events, writer)
+
+    def checkpoint(
+        self, session_id: str, writer: Writer, state: Any = None, note: str | None = None
+    ) -> Checkpoint:
+        self.get(session_id)
+        return self.store.checkpoint(session_id, state, note, writer)
+
+    def end(self, session_id: str, writer: Writer, *, abandon: bool = False) -> SessionInfo:
+        return self.store.end_session(session_id, "abandoned" if abandon else "ended", writer)
+
+    # -- resuming ----------------------------------------------------------
+    def restore(self, session_id: str, *, since_checkpoint: bool = False) -> Resumed:
+        """Read a session back: its summary, latest checkpoint and messages. Claims nothing."""
+        info = self.get(session_id)
+        checkpoint = self.store.latest_checkpoint(session_id)
+        after = checkpoint.seq if (since_checkpoint and checkpoint) else 0
+        messages = self.store.events(session_id, after_seq=after, messages_only=True)
+        return Resumed(info, checkpoint, messages)
+
+    def claim(
+        self,
+        session_id: str,
+        *,
+        owner_pid: int | None = None,
+        force: bool = False,
+        expected_epoch: int | None = None,
+    ) -> Session:
+        """Take ownership of a session (raising its epoch) and return a writer for it."""
+        writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
+        info = self.store.claim(session_id, writer, force=force, expected_epoch=expected_epoch)
+        return Session(self, info.id, Writer(writer.identity, info.epoch))
+
+    def resume(
+        self, session_id: str, *, force: bool = False, since_checkpoint: bool = False
+    ) -> tuple[Session, WorkingMemory]:
+        """Claim a session for this process and rebuild its working memory."""
+        session = self.claim(session_id, force=force)
+        restored = self.restore(session_id, since_checkpoint=since_checkpoint)
+        return session, WorkingMemory.from_events(restored.messages)
+
+
+class Session:
+    """A session this process writes to, holding the fencing epoch of its claim.
+
+    Once another process claims the session, every write raises ``FencedOut``.
+    """
+
+    def __init__(self, memory: Memory, session_id: str, writer: Writer) -> None:
+        self.memory = memory
+        self.id = session_id
+        self.writer = writer
+        self.working = WorkingMemory()
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r}, epoch={self.epoch})"
+
+    @property
+    def epoch(self) -> int:
+        return self.writer.epoch or 0
+
+    def _append(self, data: JsonObject) -> int:
+        event = event_from_mapping(data, Cleaned())
+        return self.memory.record(self.id, [event], self.writer)[0]
+
+    def add_message(
+        self,
+        role: str,
+        content: str | None,
+        *,
+        tool_call: JsonObject | None = None,
+        tool_call_id: str | None = None,
+        id: str | None = None,  # noqa: A002 - the JSON key is "id"
+    ) -> int:
+        """Record a chat message; returns its seq. Durable when this returns."""
+        seq = self._append(
+            {
+                "role": role,
+                "content": content,
+                "tool_call": tool_call,
+                "tool_call_id": tool_call_id,
+                "id": id,
+            }
+        )
+        self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id)
+        return seq
+
+    def record(
+        self,
+        event_type: str,
+        payload: JsonObject | None = None,
+        *,
+        content: str | None = None,
+        id: str | None = None,  # noqa: A002
+    ) -> int:
+        """Record an episodic event of any type; returns its seq."""
+        return self._append({"type": event_type, "payload": payload, "content": content, "id": id})
+
+    def checkpoint(self, state: Any = None, note: str | None = None) -> Checkpoint:
+        """Save agent state at the current seq; resume hands it back."""
+        return self.memory.checkpoint(self.id, self.writer, state, note)
+
+    def info(self) -> SessionInfo:
+        return self.memory.get(self.id)
+
+    def events(self) -> list[Event]:
+        return self.memory.events(self.id)
+
+    def end(self) -> SessionInfo:
+        """Finish the session normally: it will not be offered for recovery."""
+        return self.memory.end(self.id, self.writer)
+
+    def abandon(self) -> SessionInfo:
+        return self.memory.end(self.id, self.writer, abandon=True)

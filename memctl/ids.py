@@ -1,0 +1,94 @@
+"""Identifiers and timestamps.
+
+Ids are ULID-like: 48 bits of milliseconds then 80 random bits in Crockford
+base32, so they sort by creation time and need no coordination between
+processes or hosts. Timestamps are UTC ISO 8601 with microseconds and a ``Z``,
+which also sort as text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+from .errors import BadInput
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def new_id(prefix: str) -> str:
+    """Return a new time-sortable id such as ``s_01JD5X...``."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return prefix + "_" + "".join(reversed(chars))
+
+
+def format_ts(moment: datetime) -> str:
+    """Format an aware datetime the way memctl stores it."""
+    return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
+
+
+def now_ts() -> str:
+    """The current time in memctl's timestamp format."""
+    return format_ts(datetime.now(timezone.utc))
+
+
+def ts_from_epoch(seconds: float) -> str:
+    return format_ts(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO 8601 time; a time without an offset is taken as UTC."""
+    cleaned = text.strip()
+    if cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise BadInput(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def normalise_ts(text: str) -> str:
+    """Bring any accepted ISO 8601 time into memctl's stored format."""
+    return format_ts(parse_ts(text))
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> str:
+    """Parse WHEN: an ISO date or time, or an age such as ``30m``, ``2h``, ``7d``."""
+    match = _AGE.match(text)
+    if match:
+        seconds = float(match.group(1)) * _AGE_SECONDS[match.group(2)]
+        return format_ts((now or datetime.now(timezone.utc)) - timedelta(seconds=seconds))
+    try:
+        return normalise_ts(text)
+    except BadInput:
+        raise BadInput(
+            f"not a time: {text!r} (use an ISO date like 2026-11-24, or an age like 30m, 2h, 7d)"
+        ) from None
+
+
+def humanize_age(ts: str, *, now: datetime | None = None) -> str:
+    """``3m ago``, ``2h ago``, ``5d ago``: how long ago a stored timestamp was."""
+    delta = (now or datetime.now(timezone.utc)) - parse_ts(ts)
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return "in the future"
+    if seconds < 60:
+        return "just now" if seconds < 5 else f"{seconds}s ago"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"  # pragma: no cover - the loop always returns

@@ -1,0 +1,221 @@
+"""Turning untrusted input into a ``NewEvent``, or a clear ``BadInput``.
+
+Rules (documented in the README under "Bad input"):
+
+* Unknown keys, wrong types, NaN/Infinity, nesting deeper than ``MAX_DEPTH`` and
+  events larger than the size limit are refused with exit 2.
+* NUL characters and lone UTF-16 surrogates are *normalised* to U+FFFD, on every
+  backend alike: PostgreSQL cannot store either, and refusing a tool's output
+  because it held one stray byte would lose the rest of it. The caller is told
+  how many characters were replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput
+from .ids import normalise_ts
+from .models import ROLES, JsonObject, NewEvent
+
+MAX_DEPTH = 64
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+MAX_ID_LENGTH = 200
+MAX_TYPE_LENGTH = 100
+
+EVENT_KEYS = frozenset(
+    {"session", "seq", "id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload"}
+)
+REPLACEMENT = "\ufffd"
+
+
+def max_event_bytes() -> int:
+    """The size limit for one event, from ``MEMCTL_MAX_EVENT_BYTES`` or 1 MiB."""
+    raw = os.environ.get("MEMCTL_MAX_EVENT_BYTES")
+    if not raw:
+        return DEFAULT_MAX_EVENT_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadInput(f"MEMCTL_MAX_EVENT_BYTES must be a number of bytes, not {raw!r}") from None
+    if value <= 0:
+        raise BadInput("MEMCTL_MAX_EVENT_BYTES must be positive")
+    return value
+
+
+@dataclass
+class Cleaned:
+    """Counts what normalisation changed, so the caller can say so."""
+
+    replaced: int = 0
+
+
+def clean_text(text: str, cleaned: Cleaned) -> str:
+    """Replace NUL and lone surrogates with U+FFFD."""
+    if "\x00" in text:
+        cleaned.replaced += text.count("\x00")
+        text = text.replace("\x00", REPLACEMENT)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        fixed = []
+        for char in text:
+            if "\ud800" <= char <= "\udfff":
+                cleaned.replaced += 1
+                fixed.append(REPLACEMENT)
+            else:
+                fixed.append(char)
+        text = "".join(fixed)
+    return text
+
+
+def _clean_json(value: Any, cleaned: Cleaned, depth: int, where: str) -> Any:
+    """Validate and normalise a JSON value: depth, finite numbers, clean strings."""
+    if depth > MAX_DEPTH:
+        raise BadInput(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        return clean_text(value, cleaned)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadInput(f"{where} contains NaN or Infinity, which JSON does not allow")
+        return value
+    if isinstance(value, dict):
+        return {
+            clean_text(str(key), cleaned): _clean_json(item, cleaned, depth + 1, where)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(item, cleaned, depth + 1, where) for item in value]
+    raise BadInput(f"{where} holds a {type(value).__name__}, which is not JSON")
+
+
+def _optional_str(data: JsonObject, key: str, cleaned: Cleaned) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{key!r} must be a string, not {_json_type(value)}")
+    return clean_text(value, cleaned)
+
+
+def _optional_object(data: JsonObject, key: str, cleaned: Cleaned) -> JsonObject | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInput(f"{key!r} must be a JSON object, not {_json_type(value)}")
+    result: JsonObject = _clean_json(value, cleaned, 1, key)
+    return result
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def event_from_mapping(data: Any, cleaned: Cleaned | None = None) -> NewEvent:
+    """Validate one event given as a mapping (a JSON line, or library arguments)."""
+    cleaned = cleaned if cleaned is not None else Cleaned()
+    if not isinstance(data, dict):
+        raise BadInput(f"an event must be a JSON object, not {_json_type(data)}")
+    unknown = sorted(set(data) - EVENT_KEYS)
+    if unknown:
+        raise BadInput(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+            f" (allowed: {', '.join(sorted(EVENT_KEYS))})"
+        )
+    role = _optional_str(data, "role", cleaned)
+    if role is not None and role not in ROLES:
+        raise BadInput(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    event_type = _optional_str(data, "type", cleaned)
+    if event_type is None:
+        if role is None:
+            raise BadInput("an event needs a 'role' (for a message) or a 'type'")
+        event_type = "message"
+    if not event_type or len(event_type) > MAX_TYPE_LENGTH:
+        raise BadInput(f"type must be 1 to {MAX_TYPE_LENGTH} characters")
+    if event_type == "message" and role is None:
+        raise BadInput("a message needs a 'role'")
+    tool_call = _optional_object(data, "tool_call", cleaned)
+    if tool_call is not None:
+        name = tool_call.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadInput("'tool_call' needs a string 'name'")
+        call_id = tool_call.get("id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise BadInput("'tool_call.id' must be a string")
+    event_id = _optional_str(data, "id", cleaned)
+    if event_id is not None and not 0 < len(event_id) <= MAX_ID_LENGTH:
+        raise BadInput(f"'id' must be 1 to {MAX_ID_LENGTH} characters")
+    ts = _optional_str(data, "ts", cleaned)
+    return NewEvent(
+        type=event_type,
+        role=role,
+        content=_optional_str(data, "content", cleaned),
+        tool_call=tool_call,
+        tool_call_id=_optional_str(data, "tool_call_id", cleaned),
+        payload=_optional_object(data, "payload", cleaned),
+        id=event_id,
+        ts=normalise_ts(ts) if ts is not None else None,
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadInput(f"{name} is not valid JSON")
+
+
+def parse_json(text: str | bytes, what: str = "input") -> Any:
+    """Parse JSON strictly: no NaN/Infinity, invalid UTF-8 and deep nesting refused."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise BadInput(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
+
+
+def event_from_line(line: bytes | str, limit: int, cleaned: Cleaned | None = None) -> NewEvent:
+    """Validate one JSON line of ``record``'s input."""
+    if len(line) > limit:
+        raise BadInput(f"event is larger than the limit of {limit} bytes (MEMCTL_MAX_EVENT_BYTES)")
+    return event_from_mapping(parse_json(line, "line"), cleaned)
+
+
+def check_size(event: NewEvent, limit: int) -> None:
+    """Refuse an event whose stored form would exceed ``limit`` bytes."""
+    size = len((event.content or "").encode("utf-8"))
+    for value in (event.tool_call, event.payload):
+        if value is not None:
+            size += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > limit:
+        raise BadInput(
+            f"event is larger than the limit of {limit} bytes (set MEMCTL_MAX_EVENT_BYTES to change it)"
+        )
+
+
+def parse_json_object_option(text: str, option: str) -> JsonObject:
+    """Parse a ``--tool-call`` / ``--payload`` style option into a JSON object."""
+    value = parse_json(text, option)
+    if not isinstance(value, dict):
+        raise BadInput(f"{option} must be a JSON object, not {_json_type(value)}")
+    return value

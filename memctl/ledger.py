@@ -1,0 +1,215 @@
+"""Backend-neutral rules for writes and rows, shared by every adapter.
+
+An adapter reads a session row inside its write transaction, asks this module
+what the new ownership and summary should be, and writes the answer back.
+Keeping the rules here means SQLite and PostgreSQL cannot drift apart on
+fencing, ownership hand-over or the summary that ``list`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import Conflict, FencedOut, SessionOwned
+from .ids import now_ts
+from .models import (
+    CheckpointRef,
+    Event,
+    JsonObject,
+    LastMessage,
+    NewEvent,
+    Owner,
+    SessionInfo,
+    Status,
+)
+from .owners import derive_status, owner_alive
+from .storage import Writer
+
+
+def dumps(value: Any) -> str | None:
+    """Compact JSON for storage; None stays NULL."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: Any) -> Any:
+    if text is None:
+        return None
+    if isinstance(text, (dict, list)):
+        return text  # PostgreSQL's jsonb arrives decoded
+    return json.loads(text)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Owner columns and epoch as they should be after a write."""
+
+    owner: Owner | None
+    epoch: int
+
+
+def writer_owner(writer: Writer, db_now: float) -> Owner:
+    ident = writer.identity
+    return Owner(
+        host=ident.host,
+        pid=ident.pid,
+        start_time=ident.start_time,
+        boot_id=ident.boot_id,
+        lease_until=db_now + writer.lease_seconds,
+    )
+
+
+def ownership_for_write(
+    state: str, owner: Owner | None, epoch: int, writer: Writer, db_now: float
+) -> Ownership:
+    """PRODUCT.md's rules for a write into an existing session.
+
+    A writer holding an epoch must hold the current one (else it was fenced
+    out). A write without an epoch leaves a live owner in place, refreshing
+    the lease if it is that owner; into an ended or incomplete session it
+    makes the writer the owner, raising the epoch to fence any zombie out.
+    """
+    if writer.epoch is not None:
+        if writer.epoch != epoch:
+            raise FencedOut(
+                f"another process claimed this session (epoch {epoch}, this writer holds "
+                f"{writer.epoch}); stop writing to it"
+            )
+        return Ownership(writer_owner(writer, db_now), epoch)
+    if state == "open" and owner_alive(owner, db_now):
+        if writer.identity.matches(owner):
+            return Ownership(writer_owner(writer, db_now), epoch)
+        return Ownership(owner, epoch)
+    return Ownership(writer_owner(writer, db_now), epoch + 1)
+
+
+def ownership_for_claim(
+    session: SessionInfo,
+    writer: Writer,
+    db_now: float,
+    *,
+    force: bool,
+    expected_epoch: int | None,
+) -> Ownership:
+    """A claim (start, resume, recover) always raises the epoch."""
+    if expected_epoch is not None and session.epoch != expected_epoch:
+        raise Conflict(f"session {session.id} was claimed by another process first")
+    if (
+        not force
+        and session.status is Status.ACTIVE
+        and not writer.identity.matches(session.owner)
+    ):
+        owner = session.owner
+        where = f"pid {owner.pid} on {owner.host}" if owner else "another process"
+        raise SessionOwned(
+            f"session {session.id} is in use by {where}; pass --force to take it over "
+            "(the old owner will be fenced out)"
+        )
+    return Ownership(writer_owner(writer, db_now), session.epoch + 1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The per-session counters that every append keeps current."""
+
+    last_seq: int
+    events: int
+    messages: int
+    last_message_seq: int | None
+    last_activity_at: str
+    pending_tool_call: JsonObject | None
+
+
+def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
+    """The summary after appending ``event`` at ``seq``."""
+    pending = summary.pending_tool_call
+    is_message = event.type == "message"
+    if is_message and event.role == "assistant" and event.tool_call is not None:
+        pending = event.tool_call
+    elif (
+        is_message
+        and event.role == "tool"
+        and pending is not None
+        and event.tool_call_id is not None
+        and event.tool_call_id == pending.get("id")
+    ):
+        pending = None
+    return replace(
+        summary,
+        last_seq=seq,
+        events=summary.events + 1,
+        messages=summary.messages + (1 if is_message else 0),
+        last_message_seq=seq if is_message else summary.last_message_seq,
+        last_activity_at=max(summary.last_activity_at, ts),
+        pending_tool_call=pending,
+    )
+
+
+def stamp(event: NewEvent, new_id: str) -> tuple[str, str]:
+    """The id and timestamp an event is stored with."""
+    return (event.id or new_id, event.ts or now_ts())
+
+
+def owner_from_row(row: Mapping[str, Any]) -> Owner | None:
+    if row["owner_host"] is None:
+        return None
+    return Owner(
+        host=row["owner_host"],
+        pid=int(row["owner_pid"]),
+        start_time=row["owner_start"],
+        boot_id=row["owner_boot"],
+        lease_until=row["lease_until"],
+    )
+
+
+def session_from_row(row: Mapping[str, Any], db_now: float) -> SessionInfo:
+    """Decode a sessions row (joined with its last message as lm_*) into a SessionInfo."""
+    owner = owner_from_row(row)
+    last = None
+    if row["last_message_seq"] is not None and row["lm_role"] is not None:
+        last = LastMessage(
+            seq=int(row["last_message_seq"]),
+            role=row["lm_role"],
+            content=row["lm_content"],
+            ts=row["lm_ts"],
+        )
+    checkpoint = None
+    if row["checkpoint_seq"] is not None:
+        checkpoint = CheckpointRef(
+            seq=int(row["checkpoint_seq"]), ts=row["checkpoint_ts"], note=row["checkpoint_note"]
+        )
+    return SessionInfo(
+        id=row["id"],
+        title=row["title"],
+        status=derive_status(row["state"], owner, db_now),
+        created_at=row["created_at"],
+        last_activity_at=row["last_activity_at"],
+        ended_at=row["ended_at"],
+        events=int(row["events"]),
+        messages=int(row["messages"]),
+        last_message=last,
+        pending_tool_call=loads(row["pending_tool_call"]),
+        checkpoint=checkpoint,
+        owner=owner,
+        metadata=loads(row["metadata"]) or {},
+        epoch=int(row["epoch"]),
+    )
+
+
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    return Event(
+        session=row["session"],
+        seq=int(row["seq"]),
+        id=row["id"],
+        ts=row["ts"],
+        type=row["type"],
+        role=row["role"],
+        content=row["content"],
+        tool_call=loads(row["tool_call"]),
+        tool_call_id=row["tool_call_id"],
+        payload=loads(row["payload"]),
+    )

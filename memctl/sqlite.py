@@ -1,0 +1,528 @@
+"""The SQLite adapter: the embedded default.
+
+One connection per store, configured here rather than by a library: WAL so
+readers never block the writer, ``busy_timeout`` so writers queue instead of
+failing, ``synchronous=NORMAL`` (a committed event survives a process crash) or
+``FULL`` (it survives power loss too). Every write runs in ``BEGIN IMMEDIATE``:
+a deferred transaction that reads and then writes fails at once with
+SQLITE_BUSY when another writer got there first, whatever the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    BadInput,
+    Conflict,
+    FencedOut,
+    SchemaTooNew,
+    SessionNotFound,
+    StorageUnavailable,
+)
+from .ids import new_id, now_ts
+from .ledger import (
+    Ownership,
+    Summary,
+    dumps,
+    event_from_row,
+    loads,
+    owner_from_row,
+    ownership_for_claim,
+    ownership_for_write,
+    session_from_row,
+    stamp,
+    summarise,
+    writer_owner,
+)
+from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
+from .sqlite_schema import LATEST_VERSION, MIGRATIONS, build_migrations
+from .storage import Writer
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_SESSION_SELECT = """
+    SELECT s.*, e.role AS lm_role, e.content AS lm_content, e.ts AS lm_ts
+    FROM sessions s
+    LEFT JOIN events e ON e.session = s.id AND e.seq = s.last_message_seq
+"""
+
+
+class InsecurePermissions(UserWarning):
+    """The database file can be read by other users."""
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the directory 0700 and the file 0600 before SQLite touches them.
+
+    SQLite creates ``-wal`` and ``-shm`` with the main file's mode, so they
+    follow. An existing file open to others is left alone but reported.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            warnings.warn(
+                f"{path} is readable by other users (mode {mode:o}); "
+                f"run 'chmod 600 {path}' to keep agent memory private",
+                InsecurePermissions,
+                stacklevel=3,
+            )
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create {path}: {exc.strerror}") from None
+    else:
+        os.close(fd)
+
+
+class SQLiteStore:
+    """``Store`` over one SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, *, durability: str = "normal") -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._timeout = BUSY_TIMEOUT_SECONDS
+        _prepare_file(path)
+        try:
+            self._conn = sqlite3.connect(
+                str(path),
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageUnavailable(f"cannot open {path}: {exc}") from None
+
+    # -- plumbing ----------------------------------------------------------
+    def describe(self) -> str:
+        return str(self.path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version == LATEST_VERSION:
+            return
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this memctl knows "
+                f"({LATEST_VERSION}); upgrade memctl"
+            )
+        self._retry_busy(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+        with self._write():
+            # Re-read under the lock: another process may have migrated meanwhile.
+            if self.schema_version() >= LATEST_VERSION:
+                return
+            from sqlite_utils import Database
+
+            migrations = build_migrations()
+            db = Database(self._conn)
+            known = {name for name, _ in MIGRATIONS}
+            unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+            if unknown:
+                raise SchemaTooNew(f"{self.path} has migrations this memctl does not know: {unknown}")
+            migrations.apply(db)
+            self._conn.execute(f"PRAGMA user_version={LATEST_VERSION}")
+
+    def _retry_busy(self, action: Any) -> Any:
+        """Run ``action``, retrying SQLITE_BUSY that bypasses the busy handler.
+
+        WAL recovery and some lock upgrades return BUSY without waiting; a
+        short back-off until the timeout keeps "database is locked" away from
+        users, as promised.
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.001
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StorageUnavailable(
+                        f"{self.path} stayed locked by another process for "
+                        f"{self._timeout:.0f}s; try again"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._retry_busy(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield self._conn
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._retry_busy(lambda: self._conn.execute("COMMIT"))
+
+    def _session_row(self, session_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(
+            _SESSION_SELECT + " WHERE s.id = ?", (session_id,)
+        ).fetchone()
+        return row
+
+    def _set_owner(self, session_id: str, ownership: Ownership) -> None:
+        owner = ownership.owner
+        self._conn.execute(
+            "UPDATE sessions SET owner_host = ?, owner_pid = ?, owner_start = ?, owner_boot = ?,"
+            " lease_until = ?, epoch = ? WHERE id = ?",
+            (
+                owner.host if owner else None,
+                owner.pid if owner else None,
+                owner.start_time if owner else None,
+                owner.boot_id if owner else None,
+                owner.lease_until if owner else None,
+                ownership.epoch,
+                session_id,
+            ),
+        )
+
+    # -- sessions ----------------------------------------------------------
+    def create_session(
+        self, session_id: str, title: str | None, metadata: dict[str, Any], writer: Writer
+    ) -> SessionInfo:
+        now = now_ts()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                raise Conflict(
+                    f"session {session_id} already exists; use 'memctl resume {session_id}'"
+                )
+            conn.execute(
+                "INSERT INTO sessions (id, title, created_at, last_activity_at, metadata)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (session_id, title, now, now, dumps(metadata)),
+            )
+            self._set_owner(session_id, Ownership(writer_owner(writer, time.time()), 1))
+        return self._require(session_id)
+
+    def claim(
+        self,
+        session_id: str,
+        writer: Writer,
+        *,
+        force: bool = False,
+        expected_epoch: int | None = None,
+    ) -> SessionInfo:
+        with self._write():
+            row = self._session_row(session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            now = time.time()
+            current = session_from_row(row, now)
+            ownership = ownership_for_claim(
+                current, writer, now, force=force, expected_epoch=expected_epoch
+            )
+            self._set_owner(session_id, ownership)
+            self._conn.execute(
+                "UPDATE sessions SET state = 'open', ended_at = NULL WHERE id = ?", (session_id,)
+            )
+        return self._require(session_id)
+
+    def end_session(self, session_id: str, state: str, writer: Writer) -> SessionInfo:
+        with self._write():
+            row = self._session_row(session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            if writer.epoch is not None and writer.epoch != row["epoch"]:
+                raise FencedOut()
+            self._conn.execute(
+                "UPDATE sessions SET state = ?, ended_at = ?, lease_until = NULL WHERE id = ?",
+                (state, now_ts(), session_id),
+            )
+        return self._require(session_id)
+
+    def _require(self, session_id: str) -> SessionInfo:
+        found = self.get_session(session_id)
+        if found is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return found
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        row = self._session_row(session_id)
+        return session_from_row(row, time.time()) if row is not None else None
+
+    def find_sessions(self, prefix: str, limit: int = 10) -> list[str]:
+        # A range on the primary key instead of LIKE: no wildcard to escape,
+        # and it uses the index.
+        upper = prefix + "\U0010ffff"
+        rows = self._conn.execute(
+            "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, upper, limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def latest_session_id(self) -> str | None:
+        row = self._conn.execute(
+            "SELECT id FROM sessions ORDER BY last_activity_at DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def sessions(
+        self,
+        *,
+        status: Status | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[SessionInfo]:
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("s.last_activity_at >= ?")
+            params.append(since)
+        if status is not None:
+            clauses.append("s.state = ?")
+            params.append("open" if status in (Status.ACTIVE, Status.INCOMPLETE) else status.value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._conn.execute(
+            _SESSION_SELECT + where + " ORDER BY s.last_activity_at DESC", params
+        )
+        now = time.time()
+        found: list[SessionInfo] = []
+        # Active and incomplete share the stored state 'open', so the status
+        # filter finishes in Python; the cursor stops reading at the limit.
+        for row in cursor:
+            info = session_from_row(row, now)
+            if status is not None and info.status is not status:
+                continue
+            found.append(info)
+            if limit is not None and len(found) >= limit:
+                break
+        cursor.close()
+        return found
+
+    # -- events ------------------------------------------------------------
+    def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
+        seqs: list[int] = []
+        with self._write() as conn:
+            now = time.time()
+            row = conn.execute(
+                "SELECT state, epoch, last_seq, events, messages, last_message_seq,"
+                " last_activity_at, pending_tool_call, owner_host, owner_pid, owner_start,"
+                " owner_boot, lease_until FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+            stamp_now = now_ts()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?, ?, ?)",
+                    (session_id, stamp_now, stamp_now),
+                )
+                ownership = Ownership(writer_owner(writer, now), 1)
+                summary = Summary(0, 0, 0, None, stamp_now, None)
+                state = "open"
+            else:
+                ownership = ownership_for_write(
+                    row["state"], owner_from_row(row), row["epoch"], writer, now
+                )
+                summary = Summary(
+                    row["last_seq"],
+                    row["events"],
+                    row["messages"],
+                    row["last_message_seq"],
+                    row["last_activity_at"],
+                    loads(row["pending_tool_call"]),
+                )
+                state = row["state"]
+            for event in events:
+                if event.id is not None:
+                    existing = conn.execute(
+                        "SELECT session, seq FROM events WHERE id = ?", (event.id,)
+                    ).fetchone()
+                    if existing is not None:
+                        seqs.append(_idempotent_seq(existing, event.id, session_id))
+                        continue
+                event_id, ts = stamp(event, new_id("e"))
+                seq = summary.last_seq + 1
+                conn.execute(
+                    "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
+                    " tool_call_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        seq,
+                        event_id,
+                        ts,
+                        event.type,
+                        event.role,
+                        event.content,
+                        dumps(event.tool_call),
+                        event.tool_call_id,
+                        dumps(event.payload),
+                    ),
+                )
+                summary = summarise(summary, event, seq, ts)
+                seqs.append(seq)
+            self._write_summary(session_id, summary, ownership, reopen=state != "open")
+        return seqs
+
+    def _write_summary(
+        self, session_id: str, summary: Summary, ownership: Ownership, *, reopen: bool
+    ) -> None:
+        owner = ownership.owner
+        self._conn.execute(
+            "UPDATE sessions SET last_seq = ?, events = ?, messages = ?, last_message_seq = ?,"
+            " last_activity_at = ?, pending_tool_call = ?,"
+            " state = CASE WHEN ? THEN 'open' ELSE state END,"
+            " ended_at = CASE WHEN ? THEN NULL ELSE ended_at END,"
+            " owner_host = ?, owner_pid = ?, owner_start = ?, owner_boot = ?, lease_until = ?,"
+            " epoch = ? WHERE id = ?",
+            (
+                summary.last_seq,
+                summary.events,
+                summary.messages,
+                summary.last_message_seq,
+                summary.last_activity_at,
+                dumps(summary.pending_tool_call),
+                reopen,
+                reopen,
+                owner.host if owner else None,
+                owner.pid if owner else None,
+                owner.start_time if owner else None,
+                owner.boot_id if owner else None,
+                owner.lease_until if owner else None,
+                ownership.epoch,
+                session_id,
+            ),
+        )
+
+    def events(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        tail: int | None = None,
+        messages_only: bool = False,
+    ) -> list[Event]:
+        kind = " AND type = 'message'" if messages_only else ""
+        if tail is not None:
+            rows = self._conn.execute(
+                "SELECT * FROM (SELECT * FROM events WHERE session = ? AND seq > ?"
+                + kind
+                + " ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (session_id, after_seq, tail),
+            ).fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM events WHERE session = ? AND seq > ?" + kind + " ORDER BY seq",
+                (session_id, after_seq),
+            ).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    # -- checkpoints -------------------------------------------------------
+    def checkpoint(
+        self, session_id: str, state: Any, note: str | None, writer: Writer
+    ) -> Checkpoint:
+        with self._write() as conn:
+            row = self._session_row(session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            now = time.time()
+            ownership = ownership_for_write(
+                row["state"], owner_from_row(row), row["epoch"], writer, now
+            )
+            checkpoint = Checkpoint(
+                session=session_id,
+                seq=int(row["last_seq"]),
+                id=new_id("c"),
+                ts=now_ts(),
+                note=note,
+                state=state,
+            )
+            conn.execute(
+                "INSERT INTO checkpoints (session, seq, id, ts, note, state)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, checkpoint.seq, checkpoint.id, checkpoint.ts, note, dumps(state)),
+            )
+            conn.execute(
+                "UPDATE sessions SET checkpoint_seq = ?, checkpoint_ts = ?, checkpoint_note = ?"
+                " WHERE id = ?",
+                (checkpoint.seq, checkpoint.ts, note, session_id),
+            )
+            self._set_owner(session_id, ownership)
+        return checkpoint
+
+    def latest_checkpoint(self, session_id: str) -> Checkpoint | None:
+        row = self._conn.execute(
+            "SELECT * FROM checkpoints WHERE session = ? ORDER BY pk DESC LIMIT 1", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(
+            session=row["session"],
+            seq=int(row["seq"]),
+            id=row["id"],
+            ts=row["ts"],
+            note=row["note"],
+            state=loads(row["state"]),
+        )
+
+    # -- maintenance -------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        from sqlite_utils import Database
+
+        db = Database(self._conn)
+        sizes = {
+            suffix or "db": os.path.getsize(str(self.path) + suffix)
+            for suffix in ("", "-wal")
+            if os.path.exists(str(self.path) + suffix)
+        }
+        return {
+            "backend": self.backend,
+            "location": str(self.path),
+            "schema_version": self.schema_version(),
+            "sqlite_version": sqlite3.sqlite_version,
+            "journal_mode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "sessions": db["sessions"].count,
+            "events": db["events"].count,
+            "checkpoints": db["checkpoints"].count,
+            "bytes": sizes,
+        }
+
+    def check(self) -> list[str]:
+        problems = [
+            f"integrity: {row[0]}"
+            for row in self._conn.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        # The summaries must agree with the log they summarise.
+        for row in self._conn.execute(
+            "SELECT s.id, s.last_seq, s.events, count(e.pk) AS n, coalesce(max(e.seq), 0) AS top"
+            " FROM sessions s LEFT JOIN events e ON e.session = s.id GROUP BY s.id"
+        ):
+            if row["n"] != row["events"] or row["top"] != row["last_seq"] or row["n"] != row["top"]:
+                problems.append(
+                    f"session {row['id']}: summary says {row['events']} events up to seq "
+                    f"{row['last_seq']}, log has {row['n']} up to {row['top']}"
+                )
+        return problems
+
+
+def _idempotent_seq(existing: sqlite3.Row, event_id: str, session_id: str) -> int:
+    if existing["session"] != session_id:
+        raise BadInput(f"event id {event_id!r} is already used in session {existing['session']}")
+    return int(existing["seq"])
+

@@ -1,0 +1,166 @@
+"""The storage seam: one ``Store`` protocol, one adapter per backend.
+
+The seam sits at the repository level (append, claim, checkpoint, list...)
+rather than at the query level because SQLite and PostgreSQL differ in dialect,
+driver and locking; each adapter owns its SQL. ``open_store`` picks the adapter
+from the URL and imports only that adapter's driver.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import BadInput
+from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
+from .owners import DEFAULT_LEASE_SECONDS, Identity
+
+SESSION_STATES = ("open", "ended", "abandoned")
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who is writing, and the fencing epoch it holds (None: a CLI write without one)."""
+
+    identity: Identity
+    epoch: int | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+
+
+class Store(Protocol):
+    """What every backend provides. All methods are safe to call from many processes."""
+
+    backend: str
+
+    def describe(self) -> str:
+        """Where the data lives, safe to print (no password)."""
+
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+    # -- sessions ----------------------------------------------------------
+    def create_session(
+        self, session_id: str, title: str | None, metadata: dict[str, Any], writer: Writer
+    ) -> SessionInfo:
+        """Create a session owned by ``writer`` (Conflict if the id exists)."""
+
+    def claim(
+        self,
+        session_id: str,
+        writer: Writer,
+        *,
+        force: bool = False,
+        expected_epoch: int | None = None,
+    ) -> SessionInfo:
+        """Take ownership and raise the epoch, atomically.
+
+        Refused (Conflict) when a live process owns the session and ``force``
+        is not set, or when ``expected_epoch`` is given and someone else
+        claimed the session since the caller looked at it.
+        """
+
+    def end_session(self, session_id: str, state: str, writer: Writer) -> SessionInfo:
+        """Mark a session 'ended' or 'abandoned'."""
+
+    def get_session(self, session_id: str) -> SessionInfo | None: ...
+
+    def find_sessions(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids that start with ``prefix``, sorted."""
+
+    def latest_session_id(self) -> str | None:
+        """The session with the most recent activity."""
+
+    def sessions(
+        self,
+        *,
+        status: Status | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[SessionInfo]:
+        """Session summaries, newest activity first; never reads transcripts."""
+
+    # -- events ------------------------------------------------------------
+    def append(
+        self, session_id: str, events: Sequence[NewEvent], writer: Writer
+    ) -> list[int]:
+        """Append events in one transaction, creating the session if new.
+
+        Returns each event's seq; an event whose id was stored before returns
+        the first seq and is not stored again.
+        """
+
+    def events(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        tail: int | None = None,
+        messages_only: bool = False,
+    ) -> list[Event]:
+        """Events in seq order: all after ``after_seq``, or only the last ``tail``."""
+
+    # -- checkpoints -------------------------------------------------------
+    def checkpoint(
+        self, session_id: str, state: Any, note: str | None, writer: Writer
+    ) -> Checkpoint:
+        """Record a checkpoint at the session's current seq and refresh the lease."""
+
+    def latest_checkpoint(self, session_id: str) -> Checkpoint | None: ...
+
+    # -- maintenance -------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Backend, location, schema version, counts and sizes."""
+
+    def check(self) -> list[str]:
+        """Integrity problems found; an empty list means healthy."""
+
+
+def default_db_path() -> Path:
+    """The default database: ``memctl/memctl.db`` under the platform's user data dir."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("memctl", appauthor=False)) / "memctl.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """``--db`` value, else ``MEMCTL_DB``, else the default path."""
+    chosen = url or os.environ.get("MEMCTL_DB") or ""
+    return chosen if chosen else str(default_db_path())
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str) -> Path:
+    """The file behind a plain path or ``sqlite:///path`` URL."""
+    if url.startswith("sqlite:///"):
+        # sqlite:///rel/path is relative, sqlite:////abs/path absolute (SQLAlchemy's rule).
+        return Path(url[len("sqlite:///") :]).expanduser()
+    if url.startswith("sqlite:"):
+        raise BadInput(f"not a SQLite URL: {url!r} (use sqlite:///relative or sqlite:////absolute)")
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise BadInput(
+            f"unsupported database URL scheme {scheme!r}: use a file path, sqlite:///PATH "
+            "or postgresql://..."
+        )
+    return Path(url).expanduser()
+
+
+def open_store(url: str | None = None, *, durability: str = "normal") -> Store:
+    """Open the store at ``url`` (see ``resolve_url``), creating and migrating it."""
+    resolved = resolve_url(url)
+    if durability not in ("normal", "full"):
+        raise BadInput("durability must be 'normal' or 'full'")
+    if is_postgres(resolved):
+        from .postgres import PostgresStore
+
+        return PostgresStore(resolved)
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path(resolved), durability=durability)
