@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import AmbiguousSession, BadInput, SessionNotFound
 from .ids import new_id
-from .inputs import Cleaned, check_size, event_from_mapping, max_event_bytes
+from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import Checkpoint, Event, JsonObject, NewEvent, Resumed, SessionInfo, Status
 from .owners import Identity
 from .storage import Store, Writer, open_store
@@ -23,7 +23,7 @@ from .working import WorkingMemory
 MIN_PREFIX = 4
 
 
-def open(url: str | None = None, *, durability: str = "normal") -> Memory:  # noqa: A001
+def open(url: str | None = None, *, durability: str = "normal") -> Memory:
     """Open memctl's store: ``url`` (a path, ``sqlite:///...`` or ``postgresql://...``),
     else ``MEMCTL_DB``, else the default file under the user data dir."""
     return Memory(open_store(url, durability=durability))
@@ -70,7 +70,9 @@ class Memory:
         if self.store.get_session(ref) is not None:
             return ref
         if len(ref) < MIN_PREFIX:
-            raise SessionNotFound(f"no session {ref!r} (a prefix needs at least {MIN_PREFIX} characters)")
+            raise SessionNotFound(
+                f"no session {ref!r} (a prefix needs at least {MIN_PREFIX} characters)"
+            )
         matches = self.store.find_sessions(ref, limit=11)
         if not matches:
             raise SessionNotFound(f"no session matches {ref!r}; see 'memctl list'")
@@ -95,7 +97,9 @@ class Memory:
         """Sessions left unfinished by a process that is gone, newest first."""
         return self.sessions(status=Status.INCOMPLETE, limit=limit)
 
-    def events(self, session_id: str, *, after_seq: int = 0, tail: int | None = None) -> list[Event]:
+    def events(
+        self, session_id: str, *, after_seq: int = 0, tail: int | None = None
+    ) -> list[Event]:
         self.get(session_id)
         return self.store.events(session_id, after_seq=after_seq, tail=tail)
 
@@ -115,9 +119,7 @@ class Memory:
         )
         return Session(self, info.id, Writer(writer.identity, info.epoch))
 
-    def record(
-        self, session_id: str, events: list[NewEvent], writer: Writer
-    ) -> list[int]:
+    def record(self, session_id: str, events: list[NewEvent], writer: Writer) -> list[int]:
         """Append already-validated events for ``writer``; returns their seqs."""
         limit = max_event_bytes()
         for event in events:
@@ -128,6 +130,9 @@ class Memory:
         self, session_id: str, writer: Writer, state: Any = None, note: str | None = None
     ) -> Checkpoint:
         self.get(session_id)
+        state = clean_value(state, "state")
+        if note is not None:
+            note = clean_value(note, "note")
         return self.store.checkpoint(session_id, state, note, writer)
 
     def end(self, session_id: str, writer: Writer, *, abandon: bool = False) -> SessionInfo:
@@ -194,7 +199,7 @@ class Session:
         *,
         tool_call: JsonObject | None = None,
         tool_call_id: str | None = None,
-        id: str | None = None,  # noqa: A002 - the JSON key is "id"
+        id: str | None = None,
     ) -> int:
         """Record a chat message; returns its seq. Durable when this returns."""
         seq = self._append(
@@ -215,7 +220,7 @@ class Session:
         payload: JsonObject | None = None,
         *,
         content: str | None = None,
-        id: str | None = None,  # noqa: A002
+        id: str | None = None,
     ) -> int:
         """Record an episodic event of any type; returns its seq."""
         return self._append({"type": event_type, "payload": payload, "content": content, "id": id})

@@ -28,7 +28,18 @@ MAX_ID_LENGTH = 200
 MAX_TYPE_LENGTH = 100
 
 EVENT_KEYS = frozenset(
-    {"session", "seq", "id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload"}
+    {
+        "session",
+        "seq",
+        "id",
+        "ts",
+        "type",
+        "role",
+        "content",
+        "tool_call",
+        "tool_call_id",
+        "payload",
+    }
 )
 REPLACEMENT = "\ufffd"
 
@@ -93,6 +104,11 @@ def _clean_json(value: Any, cleaned: Cleaned, depth: int, where: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean_json(item, cleaned, depth + 1, where) for item in value]
     raise BadInput(f"{where} holds a {type(value).__name__}, which is not JSON")
+
+
+def clean_value(value: Any, what: str) -> Any:
+    """Validate and normalise any JSON value (agent state, for one)."""
+    return _clean_json(value, Cleaned(), 0, what)
 
 
 def _optional_str(data: JsonObject, key: str, cleaned: Cleaned) -> str | None:

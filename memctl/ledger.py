@@ -9,9 +9,8 @@ fencing, ownership hand-over or the summary that ``list`` shows.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import Conflict, FencedOut, SessionOwned
 from .ids import now_ts
@@ -27,6 +26,12 @@ from .models import (
 )
 from .owners import derive_status, owner_alive
 from .storage import Writer
+
+
+class Row(Protocol):
+    """A database row readable by column name (sqlite3.Row, psycopg's dict rows)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def dumps(value: Any) -> str | None:
@@ -98,11 +103,7 @@ def ownership_for_claim(
     """A claim (start, resume, recover) always raises the epoch."""
     if expected_epoch is not None and session.epoch != expected_epoch:
         raise Conflict(f"session {session.id} was claimed by another process first")
-    if (
-        not force
-        and session.status is Status.ACTIVE
-        and not writer.identity.matches(session.owner)
-    ):
+    if not force and session.status is Status.ACTIVE and not writer.identity.matches(session.owner):
         owner = session.owner
         where = f"pid {owner.pid} on {owner.host}" if owner else "another process"
         raise SessionOwned(
@@ -154,7 +155,7 @@ def stamp(event: NewEvent, new_id: str) -> tuple[str, str]:
     return (event.id or new_id, event.ts or now_ts())
 
 
-def owner_from_row(row: Mapping[str, Any]) -> Owner | None:
+def owner_from_row(row: Row) -> Owner | None:
     if row["owner_host"] is None:
         return None
     return Owner(
@@ -166,7 +167,7 @@ def owner_from_row(row: Mapping[str, Any]) -> Owner | None:
     )
 
 
-def session_from_row(row: Mapping[str, Any], db_now: float) -> SessionInfo:
+def session_from_row(row: Row, db_now: float) -> SessionInfo:
     """Decode a sessions row (joined with its last message as lm_*) into a SessionInfo."""
     owner = owner_from_row(row)
     last = None
@@ -200,7 +201,7 @@ def session_from_row(row: Mapping[str, Any], db_now: float) -> SessionInfo:
     )
 
 
-def event_from_row(row: Mapping[str, Any]) -> Event:
+def event_from_row(row: Row) -> Event:
     return Event(
         session=row["session"],
         seq=int(row["seq"]),

@@ -140,7 +140,9 @@ class SQLiteStore:
             known = {name for name, _ in MIGRATIONS}
             unknown = [m.name for m in migrations.applied(db) if m.name not in known]
             if unknown:
-                raise SchemaTooNew(f"{self.path} has migrations this memctl does not know: {unknown}")
+                raise SchemaTooNew(
+                    f"{self.path} has migrations this memctl does not know: {unknown}"
+                )
             migrations.apply(db)
             self._conn.execute(f"PRAGMA user_version={LATEST_VERSION}")
 
@@ -417,19 +419,12 @@ class SQLiteStore:
         tail: int | None = None,
         messages_only: bool = False,
     ) -> list[Event]:
-        kind = " AND type = 'message'" if messages_only else ""
-        if tail is not None:
-            rows = self._conn.execute(
-                "SELECT * FROM (SELECT * FROM events WHERE session = ? AND seq > ?"
-                + kind
-                + " ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (session_id, after_seq, tail),
-            ).fetchall()
-        else:
-            rows = self._conn.execute(
-                "SELECT * FROM events WHERE session = ? AND seq > ?" + kind + " ORDER BY seq",
-                (session_id, after_seq),
-            ).fetchall()
+        # messages_only is bound like every other value: no SQL is assembled.
+        rows = self._conn.execute(
+            "SELECT * FROM (SELECT * FROM events WHERE session = ? AND seq > ?"
+            " AND (? = 0 OR type = 'message') ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (session_id, after_seq, int(messages_only), -1 if tail is None else tail),
+        ).fetchall()
         return [event_from_row(row) for row in rows]
 
     # -- checkpoints -------------------------------------------------------
@@ -525,4 +520,3 @@ def _idempotent_seq(existing: sqlite3.Row, event_id: str, session_id: str) -> in
     if existing["session"] != session_id:
         raise BadInput(f"event id {event_id!r} is already used in session {existing['session']}")
     return int(existing["seq"])
-

@@ -84,9 +84,7 @@ class Store(Protocol):
         """Session summaries, newest activity first; never reads transcripts."""
 
     # -- events ------------------------------------------------------------
-    def append(
-        self, session_id: str, events: Sequence[NewEvent], writer: Writer
-    ) -> list[int]:
+    def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
         """Append events in one transaction, creating the session if new.
 
         Returns each event's seq; an event whose id was stored before returns

@@ -1,0 +1,49 @@
+# memctl's two commands for a fresh machine are `make demo` and `make test`;
+# both create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: install install-dev demo test lint typecheck bench soak check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m memctl.demo
+
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check memctl tests bench
+	$(BIN)/ruff format --check memctl tests bench
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench
+
+soak: $(DEV_STAMP)
+	MEMCTL_SOAK=1 $(BIN)/python -m pytest -q tests/test_crash.py
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

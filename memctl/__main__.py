@@ -1,0 +1,5 @@
+"""``python -m memctl`` runs the command line."""
+
+from memctl.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""Rendering records for people: Rich on a terminal, plain lines in a pipe.
+
+Every function here is pure: models in, text or Rich renderables out. Rich is
+imported inside the functions that need it, so commands whose output is piped
+never pay for it. All stored text passes through ``text.sanitize`` and reaches
+Rich as ``Text`` objects, never as markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from .ids import humanize_age
+from .models import Event, Resumed, SessionInfo, Status
+from .text import one_line, sanitize, tool_call_label
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
+
+FOLD_LINES = 30
+FOLD_CHARS = 4000
+
+ROLE_STYLES = {
+    "user": "bold cyan",
+    "assistant": "bold green",
+    "system": "bold magenta",
+    "tool": "bold yellow",
+}
+STATUS_STYLES = {
+    Status.ACTIVE: "green",
+    Status.INCOMPLETE: "bold yellow",
+    Status.ENDED: "dim",
+    Status.ABANDONED: "dim red",
+}
+
+
+def _short_time(ts: str) -> str:
+    return ts[:19].replace("T", " ")
+
+
+def event_heading(event: Event) -> str:
+    """``#2 assistant -> read_file({...})``: what an event is, on one line."""
+    if event.type != "message":
+        return f"#{event.seq} event {one_line(event.type, 60)}"
+    heading = f"#{event.seq} {event.role}"
+    if event.tool_call is not None:
+        call_id = event.tool_call.get("id")
+        heading += f" -> {tool_call_label(event.tool_call)}"
+        if call_id:
+            heading += f" [{one_line(call_id, 60)}]"
+    if event.role == "tool" and event.tool_call_id:
+        heading += f" <- [{one_line(event.tool_call_id, 60)}]"
+    return heading
+
+
+def event_body(event: Event) -> str:
+    """The text of an event: its content, else its payload as JSON."""
+    if event.content:
+        return event.content
+    if event.payload is not None:
+        from .text import dumps
+
+        return dumps(event.payload)
+    return ""
+
+
+def fold(text: str, lines: int = FOLD_LINES, chars: int = FOLD_CHARS) -> tuple[str, int]:
+    """Cut long text for a terminal; returns the text and how many lines were hidden."""
+    all_lines = text.splitlines()
+    kept = all_lines[:lines]
+    shown = "\n".join(kept)
+    if len(shown) > chars:
+        shown = shown[:chars]
+    hidden = len(all_lines) - len(shown.splitlines())
+    return shown, max(hidden, 0)
+
+
+def plain_transcript(events: Iterable[Event]) -> Iterator[str]:
+    """Lines for a pipe: a heading per event, its body indented by four spaces."""
+    for event in events:
+        yield f"{event_heading(event)}  {_short_time(event.ts)}"
+        for line in sanitize(event_body(event)).splitlines():
+            yield f"    {line}"
+
+
+def rich_transcript(events: Iterable[Event], *, full: bool = False) -> RenderableType:
+    """A readable transcript: roles in distinct colours, tool calls visible, long text folded."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    now = datetime.now(timezone.utc)
+    for event in events:
+        style = ROLE_STYLES.get(event.role or "", "bold blue")
+        heading = Text(event_heading(event), style=style)
+        heading.append(f"  {humanize_age(event.ts, now=now)}", style="dim")
+        parts.append(heading)
+        body = sanitize(event_body(event))
+        hidden = 0
+        if not full:
+            body, hidden = fold(body)
+        if body:
+            parts.append(Padding(Text(body), (0, 0, 0, 4)))
+        if hidden:
+            parts.append(
+                Padding(
+                    Text(f"… {hidden} more lines (use --full)", style="dim italic"), (0, 0, 0, 4)
+                )
+            )
+    return Group(*parts)
+
+
+def plain_sessions(sessions: Iterable[SessionInfo]) -> Iterator[str]:
+    """Tab-separated lines: id, status, last activity, messages, title, last message."""
+    for info in sessions:
+        last = info.last_message.content if info.last_message else ""
+        yield "\t".join(
+            [
+                info.id,
+                info.status.value,
+                info.last_activity_at,
+                str(info.messages),
+                one_line(info.title or "", 60),
+                one_line(last, 80),
+            ]
+        )
+
+
+def status_text(status: Status) -> Text:
+    from rich.text import Text
+
+    return Text(status.value, style=STATUS_STYLES[status])
+
+
+def rich_sessions(sessions: list[SessionInfo]) -> RenderableType:
+    """The ``list`` table."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("SESSION", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("ACTIVE", no_wrap=True)
+    table.add_column("MSGS", justify="right")
+    table.add_column("TITLE", max_width=30, no_wrap=True, overflow="ellipsis")
+    table.add_column("LAST MESSAGE", ratio=1, no_wrap=True, overflow="ellipsis")
+    now = datetime.now(timezone.utc)
+    for info in sessions:
+        last = info.last_message
+        preview = Text()
+        if last is not None:
+            preview.append(f"{last.role}: ", style=ROLE_STYLES.get(last.role, ""))
+            preview.append(one_line(last.content, 200))
+        table.add_row(
+            Text(info.id, style="bold"),
+            status_text(info.status),
+            Text(humanize_age(info.last_activity_at, now=now), style="dim"),
+            str(info.messages),
+            Text(one_line(info.title or "", 60)),
+            preview,
+        )
+    return table
+
+
+def _resume_header(restored: Resumed) -> str:
+    info = restored.session
+    title = f" — {one_line(info.title, 60)}" if info.title else ""
+    return f"Session {info.id}{title} ({info.messages} messages, {info.status.value})"
+
+
+def _checkpoint_line(restored: Resumed) -> str | None:
+    checkpoint = restored.checkpoint
+    if checkpoint is None:
+        return None
+    from .text import dumps
+
+    note = f" {one_line(checkpoint.note, 60)!s}" if checkpoint.note else ""
+    return f"Checkpoint at #{checkpoint.seq}{note}: state {one_line(dumps(checkpoint.state), 200)}"
+
+
+def plain_resumed(restored: Resumed) -> Iterator[str]:
+    """A resumed session for a pipe: header, checkpoint, then the transcript."""
+    yield _resume_header(restored)
+    line = _checkpoint_line(restored)
+    if line:
+        yield line
+    yield ""
+    yield from plain_transcript(restored.messages)
+
+
+def rich_resumed(restored: Resumed) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[RenderableType] = [Text(_resume_header(restored), style="bold")]
+    line = _checkpoint_line(restored)
+    if line:
+        parts.append(Text(line, style="dim"))
+    parts.append(Text(""))
+    parts.append(rich_transcript(restored.messages))
+    return Group(*parts)

@@ -1,0 +1,37 @@
+"""Printing a resumed session in each of ``resume``'s formats."""
+
+from __future__ import annotations
+
+import sys
+
+from .models import Resumed
+from .text import dumps
+from .working import WorkingMemory
+
+
+def openai_messages(restored: Resumed) -> list[dict[str, object]]:
+    """The chat-completions ``messages`` array for a restored session."""
+    return WorkingMemory.from_events(restored.messages).to_openai()
+
+
+def emit_resumed(restored: Resumed, output: str, *, fancy: bool) -> None:
+    """Write ``restored`` to stdout as transcript, json, jsonl or openai."""
+    write = sys.stdout.write
+    if output == "json":
+        write(dumps(restored.to_dict()) + "\n")
+    elif output == "jsonl":
+        for message in restored.messages:
+            write(dumps(message.to_dict()) + "\n")
+    elif output == "openai":
+        write(dumps(openai_messages(restored), indent=2) + "\n")
+    elif fancy:
+        from rich.console import Console
+
+        from .render import rich_resumed
+
+        Console(highlight=False).print(rich_resumed(restored))
+    else:
+        from .render import plain_resumed
+
+        for line in plain_resumed(restored):
+            write(line + "\n")
