@@ -6,7 +6,10 @@ Python agent can do with the same call.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,6 +24,33 @@ from .storage import Store, Writer, open_store
 from .working import WorkingMemory
 
 MIN_PREFIX = 4
+MAX_SESSION_ID = 200
+# How far back from the end of the log to look for tool calls left unanswered.
+PENDING_SCAN = 500
+INTERRUPTED_RESULT = (
+    "[memctl] Interrupted: the agent stopped before this tool call returned. "
+    "Its result is unknown; run the tool again if it is still needed."
+)
+
+
+def check_session_id(session_id: str) -> str:
+    """A caller-chosen id: 1 to 200 printable characters."""
+    if not 0 < len(session_id) <= MAX_SESSION_ID or not session_id.isprintable():
+        raise BadInput(f"a session id must be 1 to {MAX_SESSION_ID} printable characters")
+    return session_id
+
+
+def unanswered_tool_calls(events: list[Event]) -> list[str]:
+    """Ids of tool calls in ``events`` that no later ``tool`` message answers, in order."""
+    pending: dict[str, None] = {}
+    for event in events:
+        if event.type != "message":
+            continue
+        if event.role == "assistant" and event.tool_call and event.tool_call.get("id"):
+            pending[str(event.tool_call["id"])] = None
+        elif event.role == "tool" and event.tool_call_id:
+            pending.pop(event.tool_call_id, None)
+    return list(pending)
 
 
 def open(url: str | None = None, *, durability: str = "normal") -> Memory:
@@ -42,6 +72,7 @@ class Memory:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._live: weakref.WeakSet[Session] = weakref.WeakSet()
 
     def __enter__(self) -> Memory:
         return self
@@ -55,6 +86,8 @@ class Memory:
         self.close()
 
     def close(self) -> None:
+        for session in list(self._live):
+            session.stop()
         self.store.close()
 
     # -- finding sessions ------------------------------------------------
@@ -112,15 +145,30 @@ class Memory:
         metadata: Mapping[str, Any] | None = None,
         owner_pid: int | None = None,
     ) -> Session:
-        """Open a new session owned by this process (or ``owner_pid``)."""
+        """Open a new session owned by this process (or ``owner_pid``).
+
+        When this process is the owner, a background thread keeps the lease
+        alive until the session ends or the process exits.
+        """
         writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
         info = self.store.create_session(
-            session_id or new_id("s"), title, dict(metadata or {}), writer
+            check_session_id(session_id) if session_id else new_id("s"),
+            clean_value(title, "title") if title else title,
+            clean_value(dict(metadata or {}), "metadata"),
+            writer,
         )
-        return Session(self, info.id, Writer(writer.identity, info.epoch))
+        return self._session(info.id, Writer(writer.identity, info.epoch))
+
+    def _session(self, session_id: str, writer: Writer) -> Session:
+        session = Session(self, session_id, writer)
+        if writer.identity.pid == os.getpid():
+            session.keep_alive()
+            self._live.add(session)
+        return session
 
     def record(self, session_id: str, events: list[NewEvent], writer: Writer) -> list[int]:
         """Append already-validated events for ``writer``; returns their seqs."""
+        check_session_id(session_id)
         limit = max_event_bytes()
         for event in events:
             check_size(event, limit)
@@ -137,6 +185,10 @@ class Memory:
 
     def end(self, session_id: str, writer: Writer, *, abandon: bool = False) -> SessionInfo:
         return self.store.end_session(session_id, "abandoned" if abandon else "ended", writer)
+
+    def abandon(self, session_id: str) -> SessionInfo:
+        """Mark a session abandoned on a person's word: it is not offered for recovery again."""
+        return self.end(session_id, Writer(Identity.of(os.getpid())), abandon=True)
 
     # -- resuming ----------------------------------------------------------
     def restore(self, session_id: str, *, since_checkpoint: bool = False) -> Resumed:
@@ -155,10 +207,34 @@ class Memory:
         force: bool = False,
         expected_epoch: int | None = None,
     ) -> Session:
-        """Take ownership of a session (raising its epoch) and return a writer for it."""
+        """Take ownership of a session (raising its epoch) and return a writer for it.
+
+        If the previous owner died inside a tool call, a ``tool`` result saying
+        so is appended for each unanswered call, so that the history stays one
+        a chat API accepts (every tool call answered, in order).
+        """
         writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
         info = self.store.claim(session_id, writer, force=force, expected_epoch=expected_epoch)
-        return Session(self, info.id, Writer(writer.identity, info.epoch))
+        claimed = Writer(writer.identity, info.epoch)
+        if info.pending_tool_call is not None:
+            self._answer_interrupted(session_id, claimed)
+        return self._session(info.id, claimed)
+
+    def _answer_interrupted(self, session_id: str, writer: Writer) -> None:
+        answers = [
+            NewEvent(
+                type="message",
+                role="tool",
+                content=INTERRUPTED_RESULT,
+                tool_call_id=call_id,
+                payload={"interrupted": True},
+                # Deterministic, so two claims never answer the same call twice.
+                id="i_" + hashlib.sha256(f"{session_id}\0{call_id}".encode()).hexdigest()[:32],
+            )
+            for call_id in unanswered_tool_calls(self.store.events(session_id, tail=PENDING_SCAN))
+        ]
+        if answers:
+            self.store.append(session_id, answers, writer)
 
     def resume(
         self, session_id: str, *, force: bool = False, since_checkpoint: bool = False
@@ -180,6 +256,38 @@ class Session:
         self.id = session_id
         self.writer = writer
         self.working = WorkingMemory()
+        # Set when the session was brought back by resume or welcome_back.
+        self.restored: Resumed | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def keep_alive(self) -> None:
+        """Refresh the lease in the background, a third of the lease apart.
+
+        Hosts other than this one judge liveness by the lease alone, so a
+        long tool call must not let it lapse. The thread stops when the
+        session ends, when it is fenced out, or with the process.
+        """
+        if self._heartbeat is not None:
+            return
+        interval = self.writer.lease_seconds / 3
+        self._heartbeat = threading.Thread(
+            target=self._beat, args=(interval,), name=f"memctl-heartbeat-{self.id}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.memory.store.touch(self.id, self.writer)
+            except Exception:
+                # Fenced out, session gone, store closed or unreachable: the
+                # next real write reports it; a background thread must not.
+                return
+
+    def stop(self) -> None:
+        """Stop the heartbeat (the session stays open; it becomes incomplete at exit)."""
+        self._stop.set()
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, epoch={self.epoch})"
@@ -237,7 +345,10 @@ class Session:
 
     def end(self) -> SessionInfo:
         """Finish the session normally: it will not be offered for recovery."""
+        self.stop()
         return self.memory.end(self.id, self.writer)
 
     def abandon(self) -> SessionInfo:
+        """Give the session up: it will not be offered for recovery either."""
+        self.stop()
         return self.memory.end(self.id, self.writer, abandon=True)

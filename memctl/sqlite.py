@@ -246,6 +246,16 @@ class SQLiteStore:
             )
         return self._require(session_id)
 
+    def touch(self, session_id: str, writer: Writer) -> None:
+        with self._write():
+            row = self._session_row(session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            ownership = ownership_for_write(
+                row["state"], owner_from_row(row), row["epoch"], writer, time.time()
+            )
+            self._set_owner(session_id, ownership)
+
     def end_session(self, session_id: str, state: str, writer: Writer) -> SessionInfo:
         with self._write():
             row = self._session_row(session_id)

@@ -66,6 +66,12 @@ class Store(Protocol):
     def end_session(self, session_id: str, state: str, writer: Writer) -> SessionInfo:
         """Mark a session 'ended' or 'abandoned'."""
 
+    def touch(self, session_id: str, writer: Writer) -> None:
+        """Heartbeat: extend the lease of ``writer``, which must hold the current epoch.
+
+        Raises FencedOut once another process has claimed the session.
+        """
+
     def get_session(self, session_id: str) -> SessionInfo | None: ...
 
     def find_sessions(self, prefix: str, limit: int = 10) -> list[str]:
