@@ -12,8 +12,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 import memctl
 from memctl.models import Status
 from tests.conftest import MEMCTL, run_memctl
