@@ -10,7 +10,7 @@ import hashlib
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -18,7 +18,16 @@ from typing import Any
 from .errors import AmbiguousSession, BadInput, SessionNotFound
 from .ids import new_id
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
-from .models import Checkpoint, Event, JsonObject, NewEvent, Resumed, SessionInfo, Status
+from .models import (
+    Checkpoint,
+    Event,
+    Fact,
+    JsonObject,
+    NewEvent,
+    Resumed,
+    SessionInfo,
+    Status,
+)
 from .owners import Identity
 from .storage import Store, Writer, open_store
 from .working import WorkingMemory
@@ -185,6 +194,30 @@ class Memory:
 
     def end(self, session_id: str, writer: Writer, *, abandon: bool = False) -> SessionInfo:
         return self.store.end_session(session_id, "abandoned" if abandon else "ended", writer)
+
+    # -- facts -------------------------------------------------------------
+    def add_fact(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        tags: Sequence[str] = (),
+        session_id: str | None = None,
+        seq: int | None = None,
+    ) -> Fact:
+        """Add a fact to semantic memory, or update the fact with ``key``."""
+        text = clean_value(text, "fact")
+        if not isinstance(text, str) or not text.strip():
+            raise BadInput("a fact needs some text")
+        tags = [str(clean_value(tag, "tag")) for tag in tags]
+        fact, _ = self.store.put_fact(
+            text, key=clean_value(key, "key"), tags=tags, session=session_id, seq=seq
+        )
+        return fact
+
+    def search_facts(self, query: str, *, limit: int = 10) -> list[Fact]:
+        """Facts matching ``query``, best first (memctl's query language)."""
+        return self.store.search_facts(query, limit=limit)
 
     def abandon(self, session_id: str) -> SessionInfo:
         """Mark a session abandoned on a person's word: it is not offered for recovery again."""

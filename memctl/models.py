@@ -196,3 +196,51 @@ class Resumed:
             "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
             "messages": [m.to_dict() for m in self.messages],
         }
+
+
+@dataclass(frozen=True)
+class Fact:
+    """An entry of semantic memory: text, an optional unique key, tags, and its source."""
+
+    id: str
+    key: str | None
+    text: str
+    tags: list[str]
+    session: str | None
+    seq: int | None
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> JsonObject:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "text": self.text,
+            "tags": list(self.tags),
+            "session": self.session,
+            "seq": self.seq,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class FactChange:
+    """One entry of a fact's history: ADD, UPDATE or DELETE, with what it held then."""
+
+    fact: str
+    key: str | None
+    action: str
+    text: str | None
+    tags: list[str]
+    ts: str
+
+    def to_dict(self) -> JsonObject:
+        return {
+            "fact": self.fact,
+            "key": self.key,
+            "action": self.action,
+            "text": self.text,
+            "tags": list(self.tags),
+            "ts": self.ts,
+        }

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import sqlite_facts
 from .errors import (
     BadInput,
     Conflict,
@@ -44,7 +45,7 @@ from .ledger import (
     summarise,
     writer_owner,
 )
-from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
+from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo, Status
 from .sqlite_schema import LATEST_VERSION, MIGRATIONS, build_migrations
 from .storage import Writer
 
@@ -437,6 +438,12 @@ class SQLiteStore:
         ).fetchall()
         return [event_from_row(row) for row in rows]
 
+    def recent_events(self, limit: int) -> list[Event]:
+        rows = self._conn.execute(
+            "SELECT * FROM events ORDER BY ts DESC, pk DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [event_from_row(row) for row in rows]
+
     # -- checkpoints -------------------------------------------------------
     def checkpoint(
         self, session_id: str, state: Any, note: str | None, writer: Writer
@@ -484,6 +491,34 @@ class SQLiteStore:
             note=row["note"],
             state=loads(row["state"]),
         )
+
+    # -- facts -------------------------------------------------------------
+    def put_fact(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        tags: Sequence[str] = (),
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> tuple[Fact, str]:
+        with self._write() as conn:
+            return sqlite_facts.put(conn, text, key, list(tags), session, seq)
+
+    def get_fact(self, ref: str) -> Fact | None:
+        return sqlite_facts.find(self._conn, ref)
+
+    def facts(
+        self, *, tag: str | None = None, session: str | None = None, limit: int | None = None
+    ) -> list[Fact]:
+        return sqlite_facts.listing(self._conn, tag=tag, session=session, limit=limit)
+
+    def fact_history(self, ref: str) -> list[FactChange]:
+        return sqlite_facts.history(self._conn, ref)
+
+    def forget_fact(self, ref: str) -> Fact | None:
+        with self._write() as conn:
+            return sqlite_facts.forget(conn, ref)
 
     # -- maintenance -------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -80,6 +80,36 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX checkpoints_by_session ON checkpoints (session, pk)",
         ],
     ),
+    (
+        "0002_facts",
+        [
+            """
+            CREATE TABLE facts (
+                pk INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                key TEXT UNIQUE,
+                text TEXT NOT NULL,
+                tags TEXT NOT NULL DEFAULT '[]',
+                session TEXT,
+                seq INTEGER,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE fact_history (
+                pk INTEGER PRIMARY KEY,
+                fact TEXT NOT NULL,
+                key TEXT,
+                action TEXT NOT NULL CHECK (action IN ('ADD', 'UPDATE', 'DELETE')),
+                text TEXT,
+                tags TEXT NOT NULL DEFAULT '[]',
+                ts TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX fact_history_by_fact ON fact_history (fact, pk)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import BadInput
-from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
+from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo, Status
 from .owners import DEFAULT_LEASE_SECONDS, Identity
 
 SESSION_STATES = ("open", "ended", "abandoned")
@@ -107,6 +107,9 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events in seq order: all after ``after_seq``, or only the last ``tail``."""
 
+    def recent_events(self, limit: int) -> list[Event]:
+        """The newest events across all sessions, newest first."""
+
     # -- checkpoints -------------------------------------------------------
     def checkpoint(
         self, session_id: str, state: Any, note: str | None, writer: Writer
@@ -114,6 +117,32 @@ class Store(Protocol):
         """Record a checkpoint at the session's current seq and refresh the lease."""
 
     def latest_checkpoint(self, session_id: str) -> Checkpoint | None: ...
+
+    # -- facts (semantic memory) -------------------------------------------
+    def put_fact(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        tags: Sequence[str] = (),
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> tuple[Fact, str]:
+        """Add a fact, or update the one with ``key``; returns it and 'ADD' or 'UPDATE'."""
+
+    def get_fact(self, ref: str) -> Fact | None:
+        """A fact by key, else by id."""
+
+    def facts(
+        self, *, tag: str | None = None, session: str | None = None, limit: int | None = None
+    ) -> list[Fact]:
+        """Facts, most recently updated first."""
+
+    def fact_history(self, ref: str) -> list[FactChange]:
+        """ADD / UPDATE / DELETE entries of a fact, oldest first."""
+
+    def forget_fact(self, ref: str) -> Fact | None:
+        """Delete a fact for good (index and history text included); None if unknown."""
 
     # -- maintenance -------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -1,0 +1,330 @@
+"""The seed design's names, backed by memctl's store.
+
+The chapter memctl grew from describes a ``PersistentMemorySystem`` over
+working memory (RAM), episodic memory (events) and semantic memory (facts),
+a ``SessionStore``, an async ``EpisodeStorage`` with a PostgreSQL
+implementation, and a ``CheckpointManager``. Code written against those
+listings runs against memctl by changing its imports; underneath, every
+message is an ordinary memctl event, so ``memctl show``, ``resume``,
+``recover`` and ``search`` see it too.
+
+Mapping: an episode of type ``session_<role>`` with payload
+``{"content", "tool_call"}`` is a memctl *message* with that role; any other
+episode type is a memctl event of that type carrying the payload.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from . import core
+from .core import Memory
+from .ids import parse_ts
+from .inputs import Cleaned, event_from_mapping
+from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent
+from .owners import Identity
+from .storage import Writer
+from .working import Message, WorkingMemory
+
+MESSAGE_PREFIX = "session_"
+
+__all__ = [
+    "CheckpointManager",
+    "EpisodeEvent",
+    "EpisodicMemory",
+    "PersistentMemorySystem",
+    "SemanticMemory",
+    "SessionStore",
+    "WorkingMemory",
+]
+
+
+@dataclass(frozen=True)
+class EpisodeEvent:
+    """One episodic event as the seed names it."""
+
+    timestamp: datetime
+    event_type: str
+    payload: JsonObject
+    session_id: str
+    # memctl's position of the event in its session (None until stored).
+    seq: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_event(cls, event: Event) -> EpisodeEvent:
+        if event.type == "message" and event.role:
+            payload: JsonObject = {"content": event.content, "tool_call": event.tool_call}
+            if event.tool_call_id is not None:
+                payload["tool_call_id"] = event.tool_call_id
+            return cls(
+                parse_ts(event.ts), MESSAGE_PREFIX + event.role, payload, event.session, event.seq
+            )
+        return cls(parse_ts(event.ts), event.type, event.payload or {}, event.session, event.seq)
+
+
+def episode_to_new_event(
+    event_type: str,
+    payload: JsonObject | None,
+    *,
+    ts: datetime | None = None,
+    id: str | None = None,
+) -> NewEvent:
+    """Translate a seed-style episode into a validated memctl event."""
+    payload = dict(payload or {})
+    data: dict[str, Any] = {"id": id, "ts": ts.isoformat() if ts else None}
+    role = event_type[len(MESSAGE_PREFIX) :] if event_type.startswith(MESSAGE_PREFIX) else None
+    if role in ROLES:
+        data.update(
+            role=role,
+            content=_as_text(payload.pop("content", None)),
+            tool_call=payload.pop("tool_call", None),
+            tool_call_id=payload.pop("tool_call_id", None),
+            payload=payload or None,
+        )
+    else:
+        data.update(type=event_type, payload=payload or None)
+    return event_from_mapping(data, Cleaned())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _writer() -> Writer:
+    # The seed's calls carry no claim: they write like the CLI does, as this process.
+    return Writer(Identity.of(os.getpid()))
+
+
+class EpisodicMemory:
+    """Episodic memory: an append-only log of events per session."""
+
+    def __init__(self, memory: Memory | None = None) -> None:
+        self.memory = memory or core.open()
+
+    def record(
+        self,
+        event_type: str,
+        payload: JsonObject | None,
+        session_id: str,
+        *,
+        id: str | None = None,
+    ) -> int:
+        """Record an event (``session_<role>`` for a message); returns its seq."""
+        event = episode_to_new_event(event_type, payload, id=id)
+        return self.memory.record(session_id, [event], _writer())[0]
+
+    def get_session(self, session_id: str) -> list[EpisodeEvent]:
+        """Every event of a session, in order."""
+        return [EpisodeEvent.from_event(e) for e in self.memory.store.events(session_id)]
+
+
+class SemanticMemory:
+    """Semantic memory: facts, optionally keyed, with tags and a change history."""
+
+    def __init__(self, memory: Memory | None = None) -> None:
+        self.memory = memory or core.open()
+
+    def add(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        tags: Sequence[str] = (),
+        session_id: str | None = None,
+        seq: int | None = None,
+    ) -> Fact:
+        """Add a fact; with a ``key`` that exists already, update it (history kept)."""
+        return self.memory.add_fact(text, key=key, tags=tags, session_id=session_id, seq=seq)
+
+    def update(self, key: str, text: str, *, tags: Sequence[str] | None = None) -> Fact:
+        current = self.get(key)
+        return self.add(
+            text, key=key, tags=current.tags if (tags is None and current) else (tags or ())
+        )
+
+    def get(self, key: str) -> Fact | None:
+        return self.memory.store.get_fact(key)
+
+    def list(self, *, tag: str | None = None, limit: int | None = None) -> list[Fact]:
+        return self.memory.store.facts(tag=tag, limit=limit)
+
+    def history(self, key: str) -> builtins.list[FactChange]:
+        return self.memory.store.fact_history(key)
+
+    def search(self, query: str, limit: int = 10) -> builtins.list[Fact]:
+        return self.memory.search_facts(query, limit=limit)
+
+    def forget(self, key: str) -> bool:
+        """Remove a fact for good; False if there was none."""
+        return self.memory.store.forget_fact(key) is not None
+
+
+class SessionStore:
+    """Durable snapshots of working memory, kept as memctl checkpoints."""
+
+    def __init__(self, memory: Memory | None = None) -> None:
+        self.memory = memory or core.open()
+
+    def save(self, session_id: str, working: WorkingMemory) -> None:
+        """Mark the session's log as holding ``working``: a checkpoint at its current seq."""
+        self.memory.checkpoint(
+            session_id,
+            _writer(),
+            {"working_memory": {"messages": len(working.messages)}},
+            "working memory saved",
+        )
+
+    def load(self, session_id: str) -> WorkingMemory:
+        """The working memory as of the session's log (every message, in order)."""
+        return WorkingMemory.from_events(self.memory.store.events(session_id, messages_only=True))
+
+
+class PersistentMemorySystem:
+    """The three tiers and the session store, made durable together."""
+
+    def __init__(
+        self,
+        working: WorkingMemory,
+        episodic: EpisodicMemory,
+        semantic: SemanticMemory,
+        session_store: SessionStore,
+    ) -> None:
+        self.working = working
+        self.episodic = episodic
+        self.semantic = semantic
+        self.session_store = session_store
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str | None = None) -> PersistentMemorySystem:
+        """All four parts over one memctl database."""
+        memory = core.open(url)
+        return cls(
+            WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
+        )
+
+    def save_session(self, session_id: str) -> None:
+        """Persist working memory to episodic storage; saving twice stores nothing twice.
+
+        Messages that came from the store (they carry a seq) are skipped; new
+        ones get an idempotency key derived from their place and content, so a
+        save interrupted half way and repeated stores each message once.
+        """
+        with self._lock:
+            messages = self.working.messages
+            for index, message in enumerate(messages):
+                if message.seq is not None:
+                    continue
+                payload = {"content": message.content, "tool_call": message.tool_call}
+                if message.tool_call_id is not None:
+                    payload["tool_call_id"] = message.tool_call_id
+                seq = self.episodic.record(
+                    MESSAGE_PREFIX + message.role,
+                    payload,
+                    session_id,
+                    id=_message_key(session_id, index, message),
+                )
+                messages[index] = replace(message, seq=seq)
+            self.session_store.save(session_id, self.working)
+
+    def load_session(self, session_id: str) -> WorkingMemory:
+        """Restore working memory from episodic storage, in time order."""
+        restored = WorkingMemory()
+        events = self.episodic.get_session(session_id)
+        for event in sorted(events, key=lambda e: (e.timestamp, e.seq or 0)):
+            if event.event_type.startswith(MESSAGE_PREFIX):
+                role = event.event_type[len(MESSAGE_PREFIX) :]
+                restored.messages.append(
+                    Message(
+                        role=role,
+                        content=event.payload.get("content"),
+                        tool_call=event.payload.get("tool_call"),
+                        tool_call_id=event.payload.get("tool_call_id"),
+                        seq=event.seq,
+                        ts=event.timestamp.isoformat(),
+                    )
+                )
+        return restored
+
+
+def _message_key(session_id: str, index: int, message: Message) -> str:
+    body = json.dumps(
+        [session_id, index, message.role, message.content, message.tool_call, message.tool_call_id],
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return "w_" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class CheckpointManager:
+    """Save the session every ``interval`` tool calls and, if ``seconds`` is set,
+    at least every ``seconds`` while the agent runs (from a background thread).
+    """
+
+    def __init__(
+        self, memory_system: PersistentMemorySystem, interval: int = 5, seconds: float | None = None
+    ) -> None:
+        if interval < 1:
+            raise ValueError("interval must be at least 1")
+        if seconds is not None and seconds <= 0:
+            raise ValueError("seconds must be positive")
+        self.memory_system = memory_system
+        self.interval = interval
+        self.seconds = seconds
+        self._call_count = 0
+        self._dirty = False
+        self._session_id: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def on_tool_executed(self, session_id: str) -> None:
+        with self._lock:
+            self._call_count += 1
+            self._session_id = session_id
+            self._dirty = True
+            due = self._call_count % self.interval == 0
+        if due:
+            self._save(session_id)
+        if self.seconds is not None and self._timer is None:
+            self._timer = threading.Thread(
+                target=self._tick, name="memctl-checkpoints", daemon=True
+            )
+            self._timer.start()
+
+    def _save(self, session_id: str) -> None:
+        with self._lock:
+            self._dirty = False
+        self.memory_system.save_session(session_id)
+
+    def _tick(self) -> None:
+        assert self.seconds is not None
+        while not self._stop.wait(self.seconds):
+            with self._lock:
+                session_id, dirty = self._session_id, self._dirty
+            if session_id is not None and (dirty or _unsaved(self.memory_system.working)):
+                self._save(session_id)
+
+    def close(self) -> None:
+        """Stop the time trigger (the process exiting stops it too)."""
+        self._stop.set()
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unsaved(working: WorkingMemory) -> bool:
+    return any(message.seq is None for message in working.messages)

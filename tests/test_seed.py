@@ -1,0 +1,141 @@
+"""The seed design's listings, typed in, running against memctl's store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import memctl
+from memctl.seed import (
+    CheckpointManager,
+    EpisodicMemory,
+    PersistentMemorySystem,
+    SemanticMemory,
+    SessionStore,
+)
+from memctl.working import WorkingMemory
+
+
+def _system(url: str) -> PersistentMemorySystem:
+    memory = memctl.open(url)
+    return PersistentMemorySystem(
+        WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
+    )
+
+
+def test_save_then_load_in_new_process(db_url: str) -> None:
+    """save_session then load_session in another process returns the same messages."""
+    system = _system(db_url)
+    call = {"id": "c1", "name": "read_file", "arguments": {"path": "utils.py"}}
+    system.working.add_message("user", "Refactor utils.py")
+    system.working.add_message("assistant", "Reading it", tool_call=call)
+    system.working.add_message("tool", "def f(): ...", tool_call_id="c1")
+    system.save_session("seed1")
+    loader = textwrap.dedent(
+        """
+        import json, sys
+        from memctl.seed import PersistentMemorySystem
+        system = PersistentMemorySystem.open(sys.argv[1])
+        wm = system.load_session("seed1")
+        print(json.dumps([[m.role, m.content, m.tool_call, m.tool_call_id] for m in wm.messages]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", loader, db_url], capture_output=True, text=True, check=True
+    )
+    import json
+
+    assert json.loads(out.stdout) == [
+        ["user", "Refactor utils.py", None, None],
+        ["assistant", "Reading it", call, None],
+        ["tool", "def f(): ...", None, "c1"],
+    ]
+
+
+def test_saving_twice_does_not_duplicate(db_url: str) -> None:
+    """The same working memory saved twice stores each message once."""
+    system = _system(db_url)
+    system.working.add_message("user", "hello")
+    system.save_session("seed2")
+    system.save_session("seed2")
+    system.working.add_message("assistant", "hi")
+    system.save_session("seed2")
+    assert [e.content for e in system.episodic.memory.events("seed2")] == ["hello", "hi"]
+
+
+def test_messages_are_memctl_messages(db_url: str) -> None:
+    """What the seed records, memctl's own tools see as messages with roles."""
+    episodic = EpisodicMemory(memctl.open(db_url))
+    episodic.record("session_user", {"content": "hi", "tool_call": None}, "seed3")
+    episodic.record("plan_updated", {"steps": 3}, "seed3")
+    events = episodic.memory.events("seed3")
+    assert (events[0].type, events[0].role, events[0].content) == ("message", "user", "hi")
+    assert (events[1].type, events[1].payload) == ("plan_updated", {"steps": 3})
+    episodes = episodic.get_session("seed3")
+    assert [e.event_type for e in episodes] == ["session_user", "plan_updated"]
+
+
+def test_checkpoint_manager_interval(db_url: str) -> None:
+    """12 tool calls at interval 5 make exactly 2 checkpoints (the 5th and 10th)."""
+    system = _system(db_url)
+    manager = CheckpointManager(system, interval=5)
+    saved_at = []
+    for call in range(1, 13):
+        system.working.add_message("tool", f"result {call}", tool_call_id=f"c{call}")
+        before = system.episodic.memory.store.latest_checkpoint("seed4")
+        manager.on_tool_executed("seed4")
+        after = system.episodic.memory.store.latest_checkpoint("seed4")
+        if after is not None and (before is None or after.id != before.id):
+            saved_at.append(call)
+    assert saved_at == [5, 10]
+
+
+def test_checkpoint_manager_time_trigger(db_url: str) -> None:
+    """With seconds set, a checkpoint is written by time even without more tool calls."""
+    system = _system(db_url)
+    with CheckpointManager(system, interval=100, seconds=0.2) as manager:
+        system.working.add_message("user", "long task")
+        manager.on_tool_executed("seed5")
+        deadline = time.monotonic() + 10
+        while system.episodic.memory.store.latest_checkpoint("seed5") is None:
+            assert time.monotonic() < deadline, "the time trigger never fired"
+            time.sleep(0.05)
+    assert [e.content for e in system.episodic.memory.events("seed5")] == ["long task"]
+
+
+def test_facts_update_keeps_history(db_url: str) -> None:
+    """Updating a keyed fact keeps the old value in its history."""
+    semantic = SemanticMemory(memctl.open(db_url))
+    semantic.add("The billing service retries 3 times", key="billing.retries", tags=["billing"])
+    semantic.update("billing.retries", "The billing service retries 5 times")
+    fact = semantic.get("billing.retries")
+    assert fact is not None and fact.text.endswith("5 times") and fact.tags == ["billing"]
+    history = semantic.history("billing.retries")
+    assert [(h.action, h.text) for h in history] == [
+        ("ADD", "The billing service retries 3 times"),
+        ("UPDATE", "The billing service retries 5 times"),
+    ]
+
+
+def test_forget_removes_fact_and_its_text(db_url: str) -> None:
+    """A forgotten fact is gone, its history text scrubbed."""
+    semantic = SemanticMemory(memctl.open(db_url))
+    semantic.add("api key is in vault path secret/x", key="secret")
+    assert semantic.forget("secret")
+    assert semantic.get("secret") is None
+    assert not semantic.forget("secret")
+    history = semantic.history("secret")
+    assert [h.action for h in history] == ["ADD", "DELETE"]
+    assert all(h.text is None for h in history)
+
+
+def test_facts_list_by_tag(db_url: str) -> None:
+    """list filters by one tag."""
+    semantic = SemanticMemory(memctl.open(db_url))
+    semantic.add("a", tags=["x", "y"])
+    semantic.add("b", tags=["y"])
+    semantic.add("c")
+    assert sorted(f.text for f in semantic.list(tag="y")) == ["a", "b"]
+    assert len(semantic.list()) == 3
