@@ -23,23 +23,56 @@ from .working import Message, WorkingMemory
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so `import memctl` (and `memctl record`) stays cheap.
+_LAZY = {
+    "welcome_back": "memctl.recovery",
+    "CheckpointManager": "memctl.seed",
+    "EpisodeEvent": "memctl.seed",
+    "EpisodicMemory": "memctl.seed",
+    "PersistentMemorySystem": "memctl.seed",
+    "SemanticMemory": "memctl.seed",
+    "SessionStore": "memctl.seed",
+    "EpisodeStorage": "memctl.episodes",
+    "SQLiteEpisodeStorage": "memctl.episodes",
+    "PostgresEpisodeStorage": "memctl.pg_episodes",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memctl' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 __all__ = [
     "BadInput",
     "Checkpoint",
+    "CheckpointManager",
     "Conflict",
+    "EpisodeEvent",
+    "EpisodeStorage",
+    "EpisodicMemory",
     "Event",
     "FencedOut",
     "MemctlError",
     "Memory",
     "Message",
     "NothingToRecover",
+    "PersistentMemorySystem",
+    "PostgresEpisodeStorage",
+    "SQLiteEpisodeStorage",
+    "SemanticMemory",
     "Session",
     "SessionInfo",
     "SessionNotFound",
     "SessionOwned",
+    "SessionStore",
     "Status",
     "StorageUnavailable",
     "WorkingMemory",
     "__version__",
     "open",
+    "welcome_back",
 ]
