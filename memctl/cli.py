@@ -6,66 +6,38 @@ one-line message on stderr and exits with the error's code. Data goes to
 stdout; words for people go to stderr.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would eval() every
+# string annotation at start-up, which costs `memctl record` tens of ms.
 
-import os
 import sys
-import warnings
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
-from . import __version__, core
-from .core import Memory
-from .errors import BadInput, MemctlError, NothingToRecover
+from . import __version__
+from .cli_common import (
+    JsonlOpt,
+    JsonOpt,
+    MemctlGroup,
+    OwnerPidOpt,
+    SessionOpt,
+    fail,
+    fancy,
+    print_rich,
+    resolve,
+    say,
+    session_arg,
+    state_of,
+    writer_for,
+)
+from .cli_db import db_app
+from .errors import BadInput, NothingToRecover
 from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
 from .models import Status
-from .owners import Identity, cli_owner_pid
-from .storage import Writer, resolve_url
+from .owners import cli_owner_pid
+from .storage import resolve_url
 from .text import dumps
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"memctl: {message}", err=True)
-    raise typer.Exit(code)
-
-
-class MemctlGroup(TyperGroup):
-    """The single error boundary: MemctlError -> message on stderr + its exit code."""
-
-    def invoke(self, ctx: Any) -> Any:
-        warnings.showwarning = _show_warning
-        try:
-            return super().invoke(ctx)
-        except MemctlError as error:
-            _fail(f"error: {error}", error.exit_code)
-        except BrokenPipeError:
-            # Reader went away (memctl list | head): not an error. Point stdout
-            # at /dev/null so the interpreter's final flush stays quiet.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as error:
-            if os.environ.get("MEMCTL_DEBUG"):
-                raise
-            if error.__class__.__module__.startswith("typer"):
-                raise  # usage errors: typer formats them and exits 2
-            _fail(
-                f"unexpected error: {type(error).__name__}: {error} "
-                "(set MEMCTL_DEBUG=1 for a traceback)",
-                1,
-            )
-
-
-def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    typer.echo(f"memctl: warning: {message}", err=True)
-
 
 app = typer.Typer(
     cls=MemctlGroup,
@@ -76,35 +48,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Crash-safe memory for LLM agents: record, checkpoint, recover, search.",
 )
-db_app = typer.Typer(
-    no_args_is_help=True, help="Where the database is, what is in it, and its health."
-)
 app.add_typer(db_app, name="db")
-
-
-@dataclass
-class State:
-    """Global options, and the database opened on first use."""
-
-    url: str | None = None
-    durability: str = "normal"
-    _memory: Memory | None = field(default=None, repr=False)
-
-    def memory(self) -> Memory:
-        if self._memory is None:
-            self._memory = core.open(self.url, durability=self.durability)
-        return self._memory
-
-    def close(self) -> None:
-        if self._memory is not None:
-            self._memory.close()
-
-
-def _state(ctx: typer.Context) -> State:
-    root = ctx.find_root()
-    if not isinstance(root.obj, State):
-        root.obj = State()
-    return root.obj
 
 
 def _version(value: bool) -> None:
@@ -138,62 +82,10 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    state = _state(ctx)
+    state = state_of(ctx)
     state.url = db
     state.durability = "full" if durable else "normal"
     ctx.call_on_close(state.close)
-
-
-# -- shared option helpers -------------------------------------------------
-
-SessionOpt = Annotated[
-    str | None,
-    typer.Option("--session", "-s", help="Session id or unique prefix [default: $MEMCTL_SESSION]"),
-]
-OwnerPidOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--owner-pid",
-        help="Process that owns the session [default: $MEMCTL_OWNER_PID, else the caller]",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-JsonlOpt = Annotated[bool, typer.Option("--jsonl", help="Print one JSON object a line.")]
-
-
-def _fancy() -> bool:
-    """Rich output only for a person: a terminal, and NO_COLOR unset."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-
-def _print_rich(renderable: Any) -> None:
-    from rich.console import Console
-
-    Console(highlight=False).print(renderable)
-
-
-def _writer(owner_pid: int | None) -> Writer:
-    """The identity of a CLI write, with the epoch a `memctl run` child inherited."""
-    raw_epoch = os.environ.get("MEMCTL_EPOCH")
-    epoch = None
-    if raw_epoch:
-        try:
-            epoch = int(raw_epoch)
-        except ValueError:
-            raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw_epoch!r}") from None
-    return Writer(Identity.of(cli_owner_pid(owner_pid)), epoch)
-
-
-def _session_arg(value: str | None) -> str | None:
-    return value or os.environ.get("MEMCTL_SESSION") or None
-
-
-def _resolve(memory: Memory, ref: str | None, last: bool = False) -> str:
-    return memory.resolve(_session_arg(ref), last=last)
-
-
-def _say(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 # -- commands ------------------------------------------------------------
@@ -219,7 +111,7 @@ def start(
         if not sep or not key:
             raise BadInput(f"--meta takes KEY=VALUE, not {item!r}")
         metadata[key] = value
-    memory = _state(ctx).memory()
+    memory = state_of(ctx).memory()
     session = memory.start(
         title, session_id=session_id, metadata=metadata, owner_pid=cli_owner_pid(owner_pid)
     )
@@ -261,27 +153,31 @@ def record(
 ) -> None:
     """Append an event (creating the session if new) and print its seq.
 
-    With no TEXT and stdin not a terminal, reads events as JSON lines, one
-    object a line with the keys of `memctl show --jsonl`, and prints one seq a
-    line as each is stored. A bad line is reported by number; the others are kept.
+    With no TEXT and no event options, and stdin not a terminal, reads events
+    as JSON lines, one object a line with the keys of `memctl show --jsonl`,
+    and prints one seq a line as each is stored. A bad line is reported by
+    number; the others are kept.
     """
-    session_id = _session_arg(session)
+    session_id = session_arg(session)
     if session_id is None:
         raise BadInput("no session: pass -s SESSION, set MEMCTL_SESSION, or run 'memctl start'")
-    memory = _state(ctx).memory()
-    writer = _writer(owner_pid)
-    if text is None:
+    memory = state_of(ctx).memory()
+    writer = writer_for(owner_pid)
+    single = any(
+        v is not None for v in (role, event_type, tool_call, tool_call_id, payload, event_id)
+    )
+    if text is None and not single:
         if sys.stdin.isatty():
             raise BadInput("nothing to record: give TEXT, or pipe JSON lines into memctl record")
         from .stream import record_stream
 
         outcome = record_stream(memory, session_id, writer, sys.stdin.fileno(), _report_seq)
         for number, message in outcome.errors:
-            _say(f"memctl: line {number}: {message}")
+            say(f"memctl: line {number}: {message}")
         if outcome.replaced:
-            _say(f"memctl: replaced {outcome.replaced} NUL or surrogate characters with U+FFFD")
+            say(f"memctl: replaced {outcome.replaced} NUL or surrogate characters with U+FFFD")
         if outcome.errors:
-            _fail(f"{len(outcome.errors)} bad lines skipped, {outcome.stored} stored", 2)
+            fail(f"{len(outcome.errors)} bad lines skipped, {outcome.stored} stored", 2)
         return
     if text == "-":
         text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
@@ -297,7 +193,7 @@ def record(
     cleaned = Cleaned()
     event = event_from_mapping(data, cleaned)
     if cleaned.replaced:
-        _say(f"memctl: replaced {cleaned.replaced} NUL or surrogate characters with U+FFFD")
+        say(f"memctl: replaced {cleaned.replaced} NUL or surrogate characters with U+FFFD")
     (seq,) = memory.record(session_id, [event], writer)
     typer.echo(seq)
 
@@ -324,7 +220,7 @@ def list_sessions(
     from .render import plain_sessions, rich_sessions
 
     found = (
-        _state(ctx)
+        state_of(ctx)
         .memory()
         .sessions(status=status, since=parse_when(since) if since else None, limit=limit)
     )
@@ -333,11 +229,11 @@ def list_sessions(
     elif as_jsonl:
         for info in found:
             typer.echo(dumps(info.to_dict()))
-    elif _fancy():
+    elif fancy():
         if found:
-            _print_rich(rich_sessions(found))
+            print_rich(rich_sessions(found))
         else:
-            _say("No sessions yet. Start one with: memctl start --title 'my task'")
+            say("No sessions yet. Start one with: memctl start --title 'my task'")
     else:
         for line in plain_sessions(found):
             typer.echo(line)
@@ -360,16 +256,16 @@ def show(
     """Print a session's events, read-only (safe on a crashed session)."""
     from .render import plain_transcript, rich_transcript
 
-    memory = _state(ctx).memory()
-    session_id = _resolve(memory, session, last)
+    memory = state_of(ctx).memory()
+    session_id = resolve(memory, session, last)
     events = memory.events(session_id, tail=tail)
     if as_json:
         typer.echo(dumps([event.to_dict() for event in events]))
     elif as_jsonl:
         for event in events:
             typer.echo(dumps(event.to_dict()))
-    elif _fancy():
-        _print_rich(rich_transcript(events, full=full))
+    elif fancy():
+        print_rich(rich_transcript(events, full=full))
     else:
         for line in plain_transcript(events):
             typer.echo(line)
@@ -406,13 +302,13 @@ def resume(
     """
     from .resume import emit_resumed
 
-    memory = _state(ctx).memory()
-    session_id = _resolve(memory, session, last)
+    memory = state_of(ctx).memory()
+    session_id = resolve(memory, session, last)
     if not peek:
         claimed = memory.claim(session_id, owner_pid=cli_owner_pid(owner_pid), force=force)
-        _say(f"memctl: resumed {session_id} (epoch {claimed.epoch})")
+        say(f"memctl: resumed {session_id} (epoch {claimed.epoch})")
     restored = memory.restore(session_id, since_checkpoint=since_checkpoint)
-    emit_resumed(restored, output.value, fancy=_fancy())
+    emit_resumed(restored, output.value, fancy=fancy())
 
 
 @app.command()
@@ -426,8 +322,8 @@ def checkpoint(
     owner_pid: OwnerPidOpt = None,
 ) -> None:
     """Write a checkpoint at the session's current seq and print that seq."""
-    memory = _state(ctx).memory()
-    session_id = _resolve(memory, session)
+    memory = state_of(ctx).memory()
+    session_id = resolve(memory, session)
     value: Any = None
     if state is not None:
         if state == "-":
@@ -441,7 +337,7 @@ def checkpoint(
         else:
             raw = state
         value = parse_json(raw, "--state")
-    written = memory.checkpoint(session_id, _writer(owner_pid), value, note)
+    written = memory.checkpoint(session_id, writer_for(owner_pid), value, note)
     typer.echo(written.seq)
 
 
@@ -458,10 +354,10 @@ def end(
     owner_pid: OwnerPidOpt = None,
 ) -> None:
     """End a session (or abandon it)."""
-    memory = _state(ctx).memory()
-    session_id = _resolve(memory, session)
-    info = memory.end(session_id, _writer(owner_pid), abandon=abandon)
-    _say(f"memctl: {info.status.value} {session_id}")
+    memory = state_of(ctx).memory()
+    session_id = resolve(memory, session)
+    info = memory.end(session_id, writer_for(owner_pid), abandon=abandon)
+    say(f"memctl: {info.status.value} {session_id}")
 
 
 @app.command()
@@ -485,7 +381,7 @@ def recover(
     """
     from . import recovery
 
-    memory = _state(ctx).memory()
+    memory = state_of(ctx).memory()
     session_id = memory.resolve(session) if session else None
     if as_json:
         found = [
@@ -517,11 +413,11 @@ def recover(
     Console(stderr=True, highlight=False).print(welcome_panel(target, more=len(found) - 1))
     if recovery.ask_yes_no("Continue?", default=True):
         claimed = recovery.recover(memory, target, owner_pid=pid)
-        emit_resumed(memory.restore(target.id), "transcript", fancy=_fancy())
-        _say(f"memctl: resumed {target.id} (epoch {claimed.epoch}); it is yours now")
+        emit_resumed(memory.restore(target.id), "transcript", fancy=fancy())
+        say(f"memctl: resumed {target.id} (epoch {claimed.epoch}); it is yours now")
     elif recovery.ask_yes_no("Mark it abandoned, so it is not offered again?", default=False):
         memory.abandon(target.id)
-        _say(f"memctl: abandoned {target.id}")
+        say(f"memctl: abandoned {target.id}")
 
 
 @app.command(
@@ -553,60 +449,15 @@ def run(
 
     if session_id and resume_id:
         raise BadInput("--id starts a new session and --resume continues one: pick one")
-    state = _state(ctx)
+    state = state_of(ctx)
     memory = state.memory()
     if resume_id:
         session = memory.claim(memory.resolve(resume_id), force=force)
     else:
         session = memory.start(title, session_id=session_id)
-    _say(f"memctl: running in session {session.id}")
+    say(f"memctl: running in session {session.id}")
     code = run_child(memory, session, resolve_url(state.url), command)
     raise typer.Exit(code)
-
-
-# -- db ----------------------------------------------------------------------
-
-
-@db_app.command("path")
-def db_path(ctx: typer.Context) -> None:
-    """Print where the database is (a PostgreSQL password is never shown)."""
-    from .storage import is_postgres, sqlite_path
-
-    url = resolve_url(_state(ctx).url)
-    if is_postgres(url):
-        from .redact import redact_url
-
-        typer.echo(redact_url(url))
-    else:
-        typer.echo(sqlite_path(url).resolve())
-
-
-@db_app.command("info")
-def db_info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Backend, location, schema version, counts and sizes."""
-    info = _state(ctx).memory().store.info()
-    if as_json:
-        typer.echo(dumps(info))
-        return
-    for key, value in info.items():
-        typer.echo(f"{key}: {value}")
-
-
-@db_app.command("check")
-def db_check(ctx: typer.Context) -> None:
-    """Check integrity: the file itself and the session summaries against their logs."""
-    problems = _state(ctx).memory().store.check()
-    if problems:
-        for problem in problems:
-            _say(f"memctl: {problem}")
-        _fail(f"{len(problems)} problems found", 5)
-    typer.echo("ok")
-
-
-@db_app.command("migrate")
-def db_migrate(ctx: typer.Context) -> None:
-    """Bring the schema up to date (memctl also does this whenever it opens a database)."""
-    typer.echo(f"schema version {_state(ctx).memory().store.schema_version()}")
 
 
 def main() -> None:

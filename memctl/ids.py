@@ -8,6 +8,7 @@ which also sort as text.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -15,18 +16,18 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import BadInput
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def new_id(prefix: str) -> str:
     """Return a new time-sortable id such as ``s_01JD5X...``."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return prefix + "_" + "".join(reversed(chars))
+    raw = int(time.time() * 1000).to_bytes(6, "big") + os.urandom(10)
+    # base32 keeps byte order (most significant bits first), so ids still sort
+    # by time; the C encoder is several times faster than a Python loop.
+    return prefix + "_" + base64.b32encode(raw)[:26].decode("ascii").translate(_TO_CROCKFORD)
 
 
 def format_ts(moment: datetime) -> str:
@@ -36,7 +37,8 @@ def format_ts(moment: datetime) -> str:
 
 def now_ts() -> str:
     """The current time in memctl's timestamp format."""
-    return format_ts(datetime.now(timezone.utc))
+    # isoformat is several times faster than strftime; same text.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def ts_from_epoch(seconds: float) -> str:

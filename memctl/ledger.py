@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .errors import Conflict, FencedOut, SessionOwned
-from .ids import now_ts
 from .models import (
     CheckpointRef,
     Event,
@@ -150,9 +149,9 @@ def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
     )
 
 
-def stamp(event: NewEvent, new_id: str) -> tuple[str, str]:
-    """The id and timestamp an event is stored with."""
-    return (event.id or new_id, event.ts or now_ts())
+def stamp(event: NewEvent, new_id: str, now: str) -> tuple[str, str]:
+    """The id and timestamp an event is stored with (a batch shares one ``now``)."""
+    return (event.id or new_id, event.ts or now)
 
 
 def owner_from_row(row: Row) -> Owner | None:

@@ -11,7 +11,6 @@ decides.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from functools import cache
 
@@ -22,7 +21,8 @@ DEFAULT_LEASE_SECONDS = 60.0
 
 @cache
 def host_name() -> str:
-    return socket.gethostname()
+    # os.uname() is free; importing socket for gethostname() is not.
+    return os.uname().nodename
 
 
 @cache

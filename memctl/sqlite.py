@@ -10,6 +10,7 @@ SQLITE_BUSY when another writer got there first, whatever the timeout.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -35,7 +36,6 @@ from .ledger import (
     Ownership,
     Summary,
     dumps,
-    event_from_row,
     loads,
     owner_from_row,
     ownership_for_claim,
@@ -56,6 +56,27 @@ _SESSION_SELECT = """
     FROM sessions s
     LEFT JOIN events e ON e.session = s.id AND e.seq = s.last_message_seq
 """
+
+
+# Constant SQL only (the column list is spelled out, not formatted in).
+_EVENTS_AFTER = (
+    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
+    " FROM events WHERE session = ? AND seq > ? ORDER BY seq"
+)
+_MESSAGES_AFTER = (
+    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
+    " FROM events WHERE session = ? AND seq > ? AND type = 'message' ORDER BY seq"
+)
+# messages_only is bound like every other value: the SQL text never changes.
+_EVENTS_TAIL = (
+    "SELECT * FROM (SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
+    " FROM events WHERE session = ? AND seq > ? AND (? = 0 OR type = 'message')"
+    " ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+)
+_RECENT_EVENTS = (
+    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
+    " FROM events ORDER BY ts DESC, pk DESC LIMIT ?"
+)
 
 
 class InsecurePermissions(UserWarning):
@@ -369,7 +390,7 @@ class SQLiteStore:
                     if existing is not None:
                         seqs.append(_idempotent_seq(existing, event.id, session_id))
                         continue
-                event_id, ts = stamp(event, new_id("e"))
+                event_id, ts = stamp(event, new_id("e"), stamp_now)
                 seq = summary.last_seq + 1
                 conn.execute(
                     "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
@@ -430,19 +451,28 @@ class SQLiteStore:
         tail: int | None = None,
         messages_only: bool = False,
     ) -> list[Event]:
-        # messages_only is bound like every other value: no SQL is assembled.
-        rows = self._conn.execute(
-            "SELECT * FROM (SELECT * FROM events WHERE session = ? AND seq > ?"
-            " AND (? = 0 OR type = 'message') ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (session_id, after_seq, int(messages_only), -1 if tail is None else tail),
-        ).fetchall()
-        return [event_from_row(row) for row in rows]
+        if tail is not None:
+            sql, params = _EVENTS_TAIL, (session_id, after_seq, int(messages_only), tail)
+        else:
+            # A plain range scan: wrapping it like the tail query makes SQLite
+            # sort the whole session again in a temporary b-tree.
+            sql = _MESSAGES_AFTER if messages_only else _EVENTS_AFTER
+            params = (session_id, after_seq)
+        return self._read_events(sql, params)
+
+    def _read_events(self, sql: str, params: tuple[object, ...]) -> list[Event]:
+        # Plain tuples decoded by position: resume reads thousands of rows,
+        # and sqlite3.Row lookups by name cost a third of the read.
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        loads_ = json.loads
+        return [
+            Event(s, q, i, t, k, r, c, loads_(tc) if tc else None, tid, loads_(p) if p else None)
+            for s, q, i, t, k, r, c, tc, tid, p in cursor.execute(sql, params)
+        ]
 
     def recent_events(self, limit: int) -> list[Event]:
-        rows = self._conn.execute(
-            "SELECT * FROM events ORDER BY ts DESC, pk DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [event_from_row(row) for row in rows]
+        return self._read_events(_RECENT_EVENTS, (limit,))
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(

@@ -1,0 +1,139 @@
+"""Pieces every memctl command shares: the error boundary, global state, options.
+
+``MemctlGroup.invoke`` is the single place where errors become exit codes:
+a ``MemctlError`` prints one line on stderr and exits with its code.
+"""
+
+# No `from __future__ import annotations` here: typer would eval() every
+# string annotation at start-up, which costs `memctl record` tens of ms.
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from . import core
+from .core import Memory
+from .errors import BadInput, MemctlError
+from .owners import Identity, cli_owner_pid
+from .storage import Writer
+
+
+def fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"memctl: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class MemctlGroup(TyperGroup):
+    """The single error boundary: MemctlError -> message on stderr + its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        warnings.showwarning = show_warning
+        try:
+            return super().invoke(ctx)
+        except MemctlError as error:
+            fail(f"error: {error}", error.exit_code)
+        except BrokenPipeError:
+            # Reader went away (memctl list | head): not an error. Point stdout
+            # at /dev/null so the interpreter's final flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("MEMCTL_DEBUG"):
+                raise
+            if error.__class__.__module__.startswith("typer"):
+                raise  # usage errors: typer formats them and exits 2
+            fail(
+                f"unexpected error: {type(error).__name__}: {error} "
+                "(set MEMCTL_DEBUG=1 for a traceback)",
+                1,
+            )
+
+
+def show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    typer.echo(f"memctl: warning: {message}", err=True)
+
+
+@dataclass
+class State:
+    """Global options, and the database opened on first use."""
+
+    url: str | None = None
+    durability: str = "normal"
+    _memory: Memory | None = field(default=None, repr=False)
+
+    def memory(self) -> Memory:
+        if self._memory is None:
+            self._memory = core.open(self.url, durability=self.durability)
+        return self._memory
+
+    def close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+
+
+def state_of(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+# -- shared option helpers -------------------------------------------------
+
+SessionOpt = Annotated[
+    str | None,
+    typer.Option("--session", "-s", help="Session id or unique prefix [default: $MEMCTL_SESSION]"),
+]
+OwnerPidOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--owner-pid",
+        help="Process that owns the session [default: $MEMCTL_OWNER_PID, else the caller]",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+JsonlOpt = Annotated[bool, typer.Option("--jsonl", help="Print one JSON object a line.")]
+
+
+def fancy() -> bool:
+    """Rich output only for a person: a terminal, and NO_COLOR unset."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def print_rich(renderable: Any) -> None:
+    from rich.console import Console
+
+    Console(highlight=False).print(renderable)
+
+
+def writer_for(owner_pid: int | None) -> Writer:
+    """The identity of a CLI write, with the epoch a `memctl run` child inherited."""
+    raw_epoch = os.environ.get("MEMCTL_EPOCH")
+    epoch = None
+    if raw_epoch:
+        try:
+            epoch = int(raw_epoch)
+        except ValueError:
+            raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw_epoch!r}") from None
+    return Writer(Identity.of(cli_owner_pid(owner_pid)), epoch)
+
+
+def session_arg(value: str | None) -> str | None:
+    return value or os.environ.get("MEMCTL_SESSION") or None
+
+
+def resolve(memory: Memory, ref: str | None, last: bool = False) -> str:
+    return memory.resolve(session_arg(ref), last=last)
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)

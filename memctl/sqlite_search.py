@@ -1,0 +1,258 @@
+"""Full-text search on SQLite: the FTS5 index, keeping it current, and querying it.
+
+Plain functions over a ``sqlite3.Connection`` so the store can call them inside
+the write transaction it already holds: an event and its index entry commit
+together or not at all. The index is an ordinary FTS5 table whose rowid is
+``events.pk`` and whose one column holds ``search.index_text`` of the event;
+keeping the text in the FTS table itself (rather than an external-content
+view over ``events``) is what lets ``snippet()`` show context, and lets an
+event be re-indexed without knowing what was indexed before.
+
+Queries are parsed by ``memctl.search`` and reach FTS5 only as a bound MATCH
+expression made of quoted tokens; an FTS5 error that slips through anyway
+becomes ``BadInput``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import BadInput, StorageUnavailable
+from .search import (
+    FTS5_TOKENIZER,
+    MARK_END,
+    MARK_START,
+    SearchHit,
+    index_text,
+    parse,
+    to_fts5,
+)
+
+MIGRATION: tuple[str, list[str]] = (
+    "0002_search",
+    [f'CREATE VIRTUAL TABLE events_fts USING fts5(body, tokenize="{FTS5_TOKENIZER}")'],
+)
+
+# What check() tells a person to run; the command line owns the wording.
+REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
+
+CHUNK = 2_000
+MAX_LIMIT = 1_000
+SNIPPET_TOKENS = 16
+ORDERS = ("rank", "recent")
+
+IndexRow = tuple[int, "str | None", "dict[str, Any] | None", "dict[str, Any] | None"]
+Progress = Callable[[int, int], None]
+
+
+def index_events(conn: sqlite3.Connection, rows: Iterable[IndexRow]) -> None:
+    """Index newly inserted events: (pk, content, tool_call, payload) each.
+
+    Every event gets a row, even one with nothing to index, so the index and
+    the events can be compared by count and rowid.
+    """
+    conn.executemany(
+        "INSERT INTO events_fts (rowid, body) VALUES (?, ?)",
+        ((pk, index_text(content, tool_call, payload)) for pk, content, tool_call, payload in rows),
+    )
+
+
+def unindex_events(conn: sqlite3.Connection, pks: Iterable[int]) -> None:
+    """Drop index entries of deleted events (call before or after deleting them)."""
+    conn.executemany("DELETE FROM events_fts WHERE rowid = ?", ((pk,) for pk in pks))
+
+
+def reindex_events(conn: sqlite3.Connection, rows: Sequence[IndexRow]) -> None:
+    """Replace index entries of rewritten events."""
+    unindex_events(conn, (row[0] for row in rows))
+    index_events(conn, rows)
+
+
+def _decode(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def backfill(conn: sqlite3.Connection, progress: Progress | None = None) -> int:
+    """Index every event that is not indexed yet, in pk order and in chunks.
+
+    Run it inside the caller's write transaction (the migration's): the index
+    is then either complete or absent, never half-built. Returns how many
+    events were indexed; ``progress(done, total)`` counts events examined.
+    """
+    total = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    done = indexed = 0
+    last_pk = 0
+    if progress is not None:
+        progress(0, total)
+    while True:
+        chunk = conn.execute(
+            "SELECT pk, content, tool_call, payload FROM events WHERE pk > ? ORDER BY pk LIMIT ?",
+            (last_pk, CHUNK),
+        ).fetchall()
+        if not chunk:
+            break
+        first, last_pk = chunk[0][0], chunk[-1][0]
+        present = {
+            row[0]
+            for row in conn.execute(
+                "SELECT rowid FROM events_fts WHERE rowid BETWEEN ? AND ?", (first, last_pk)
+            )
+        }
+        missing = [
+            (pk, content, _decode(tool_call), _decode(payload))
+            for pk, content, tool_call, payload in chunk
+            if pk not in present
+        ]
+        index_events(conn, missing)
+        indexed += len(missing)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    if indexed >= CHUNK:
+        # Many small segments slow every later query down; merge them once.
+        conn.execute("INSERT INTO events_fts (events_fts) VALUES ('optimize')")
+    return indexed
+
+
+def rebuild(conn: sqlite3.Connection, progress: Progress | None = None) -> int:
+    """Throw the index away and index every event again (inside a write transaction)."""
+    conn.execute("DELETE FROM events_fts")
+    return backfill(conn, progress)
+
+
+def check(conn: sqlite3.Connection, *, deep: bool = True) -> list[str]:
+    """Problems with the search index; an empty list means it matches the events.
+
+    Walks events and index side by side in rowid order to find events missing
+    from the index, index rows without an event and (``deep``) index text that
+    no longer matches its event, then runs FTS5's own integrity check. The
+    integrity check is an INSERT command, so this takes the write lock briefly.
+    """
+    try:
+        conn.execute("SELECT 1 FROM events_fts LIMIT 0")
+    except sqlite3.OperationalError:
+        return [f"search index: missing; {REBUILD_HINT}"]
+    missing: list[int] = []
+    extra: list[int] = []
+    stale: list[int] = []
+    events = conn.execute(
+        "SELECT pk, content, tool_call, payload FROM events ORDER BY pk"
+        if deep
+        else "SELECT pk, NULL, NULL, NULL FROM events ORDER BY pk"
+    )
+    entries = conn.execute(
+        "SELECT rowid, body FROM events_fts ORDER BY rowid"
+        if deep
+        else "SELECT rowid, NULL FROM events_fts ORDER BY rowid"
+    )
+    event = events.fetchone()
+    entry = entries.fetchone()
+    while event is not None or entry is not None:
+        if entry is None or (event is not None and event[0] < entry[0]):
+            missing.append(event[0])
+            event = events.fetchone()
+        elif event is None or entry[0] < event[0]:
+            extra.append(entry[0])
+            entry = entries.fetchone()
+        else:
+            if deep and entry[1] != index_text(event[1], _decode(event[2]), _decode(event[3])):
+                stale.append(event[0])
+            event = events.fetchone()
+            entry = entries.fetchone()
+    problems = []
+    for found, what in (
+        (missing, "events are not in the search index"),
+        (extra, "search index rows have no event"),
+        (stale, "events are indexed with outdated text"),
+    ):
+        if found:
+            examples = ", ".join(str(pk) for pk in found[:5])
+            problems.append(f"search index: {len(found)} {what} (pk {examples}); {REBUILD_HINT}")
+    try:
+        conn.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 1)")
+    except sqlite3.DatabaseError as exc:
+        problems.append(f"search index: FTS5 integrity check failed ({exc}); {REBUILD_HINT}")
+    return problems
+
+
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    *,
+    session: str | None = None,
+    role: str | None = None,
+    type: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 20,
+    order: str = "rank",
+) -> list[SearchHit]:
+    """The best (or newest) ``limit`` events matching ``query``, with snippets.
+
+    ``since`` is inclusive and ``until`` exclusive, both memctl timestamps.
+    Only fixed SQL fragments are assembled; every value is bound.
+    """
+    if order not in ORDERS:
+        raise BadInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
+    match = to_fts5(parse(query))
+    clauses: list[str] = []
+    params: list[Any] = [match]
+    for clause, value in (
+        ("e.session = ?", session),
+        ("e.role = ?", role),
+        ("e.type = ?", type),
+        ("e.ts >= ?", since),
+        ("e.ts < ?", until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    # The events join is only needed to filter or to sort by time; without it
+    # FTS5 ranks on its own index.
+    join = " JOIN events e ON e.pk = f.rowid" if clauses or order == "recent" else ""
+    where = "".join(f" AND {clause}" for clause in clauses)
+    sort = "f.rank" if order == "rank" else "e.ts DESC, e.pk DESC"
+    params.append(limit)
+    # Pick the top rows first and make snippets for those only: snippet() in
+    # the ranking query would run once per match, not once per hit.
+    top = f"SELECT f.rowid AS pk FROM events_fts f{join} WHERE f MATCH ?{where} ORDER BY {sort} LIMIT ?"  # noqa: S608 (fixed fragments only)
+    sql = (
+        f"WITH top AS MATERIALIZED ({top})"  # noqa: S608 (fixed fragments only)
+        " SELECT e.session, e.seq, e.ts, e.type, e.role,"
+        " snippet(events_fts, 0, ?, ?, '…', ?) AS snippet, -bm25(events_fts) AS score"
+        " FROM top CROSS JOIN events_fts ON events_fts.rowid = top.pk"
+        " JOIN events e ON e.pk = top.pk"
+        " WHERE events_fts MATCH ?"
+    )
+    sql += " ORDER BY score DESC, e.pk DESC" if order == "rank" else " ORDER BY e.ts DESC, e.pk DESC"
+    try:
+        rows = conn.execute(sql, [*params, MARK_START, MARK_END, SNIPPET_TOKENS, match]).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise _search_error(query, exc) from None
+    return [
+        SearchHit(
+            session=row[0],
+            seq=int(row[1]),
+            ts=row[2],
+            type=row[3],
+            role=row[4],
+            snippet=row[5] or "",
+            score=round(float(row[6]), 6),
+        )
+        for row in rows
+    ]
+
+
+def _search_error(query: str, exc: sqlite3.OperationalError) -> Exception:
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return StorageUnavailable(f"database is busy; search again ({message})")
+    if "no such table" in message:
+        return StorageUnavailable(f"the search index is missing ({message}); {REBUILD_HINT}")
+    shown = query if len(query) <= 80 else query[:79] + "…"
+    return BadInput(f"cannot search for {shown!r}: {message}")
