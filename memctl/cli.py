@@ -32,6 +32,7 @@ from .cli_common import (
     writer_for,
 )
 from .cli_db import db_app
+from .cli_fact import fact_app
 from .errors import BadInput, NothingToRecover
 from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
 from .models import Status
@@ -48,6 +49,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Crash-safe memory for LLM agents: record, checkpoint, recover, search.",
 )
+app.add_typer(fact_app, name="fact")
 app.add_typer(db_app, name="db")
 
 

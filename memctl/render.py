@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .ids import humanize_age
-from .models import Event, Resumed, SessionInfo, Status
+from .models import Event, Fact, Resumed, SessionInfo, Status
 from .text import one_line, sanitize, tool_call_label
 
 if TYPE_CHECKING:
@@ -203,3 +203,23 @@ def rich_resumed(restored: Resumed) -> RenderableType:
     parts.append(Text(""))
     parts.append(rich_transcript(restored.messages))
     return Group(*parts)
+
+
+def rich_facts(facts: list[Fact]) -> RenderableType:
+    """The ``fact list`` table."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("FACT", no_wrap=True)
+    table.add_column("KEY", no_wrap=True, max_width=30, overflow="ellipsis")
+    table.add_column("TAGS", max_width=20, overflow="ellipsis")
+    table.add_column("TEXT", ratio=1)
+    for fact in facts:
+        table.add_row(
+            Text(fact.id, style="bold"),
+            Text(one_line(fact.key or "", 60)),
+            Text(one_line(",".join(fact.tags), 60), style="cyan"),
+            Text(sanitize(fact.text)),
+        )
+    return table
