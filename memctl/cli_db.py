@@ -3,9 +3,13 @@
 # No `from __future__ import annotations` here: typer would eval() every
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
+import sys
+from dataclasses import asdict
+from typing import Annotated, Any
+
 import typer
 
-from .cli_common import JsonOpt, fail, say, state_of
+from .cli_common import JsonOpt, fail, fancy, say, state_of
 from .storage import resolve_url
 from .text import dumps
 
@@ -54,3 +58,54 @@ def db_check(ctx: typer.Context) -> None:
 def db_migrate(ctx: typer.Context) -> None:
     """Bring the schema up to date (memctl also does this whenever it opens a database)."""
     typer.echo(f"schema version {state_of(ctx).memory().store.schema_version()}")
+
+
+@db_app.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="Target database URL or path.")],
+    sessions: Annotated[
+        list[str] | None,
+        typer.Option("--session", "-s", help="Copy only this session; repeatable."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy sessions (ids, seqs, timestamps, checkpoints) and facts to another database.
+
+    Safe to re-run: what the target already has is skipped. The counts are
+    verified at the end. Without --session, every session and fact is copied.
+    """
+    from . import core
+    from .copy import copy_database
+
+    memory = state_of(ctx).memory()
+    ids = [memory.resolve(ref) for ref in sessions] if sessions else None
+    with core.open(to) as target:
+        if fancy() or sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress(transient=True, console=_stderr_console()) as bar:
+                task = bar.add_task("copying events", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                report = copy_database(memory.store, target.store, ids, progress=advance)
+        else:
+            report = copy_database(memory.store, target.store, ids)
+        where = target.store.describe()
+    if as_json:
+        typer.echo(dumps(asdict(report)))
+        return
+    say(
+        f"memctl: copied {report.sessions} sessions to {where}: "
+        f"{report.events_added} new events ({report.events - report.events_added} already there), "
+        f"{report.facts_added} new facts ({report.facts - report.facts_added} already there); "
+        "counts verified"
+    )
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -179,6 +179,12 @@ def event_from_mapping(data: Any, cleaned: Cleaned | None = None) -> NewEvent:
     if event_id is not None and not 0 < len(event_id) <= MAX_ID_LENGTH:
         raise BadInput(f"'id' must be 1 to {MAX_ID_LENGTH} characters")
     ts = _optional_str(data, "ts", cleaned)
+    if ts is not None:
+        try:
+            ts = normalise_ts(ts)
+        except (OverflowError, ValueError):
+            # A valid ISO time whose UTC form falls outside years 1-9999.
+            raise BadInput(f"'ts' is out of range: {ts!r}") from None
     return NewEvent(
         type=event_type,
         role=role,
@@ -187,7 +193,7 @@ def event_from_mapping(data: Any, cleaned: Cleaned | None = None) -> NewEvent:
         tool_call_id=_optional_str(data, "tool_call_id", cleaned),
         payload=_optional_object(data, "payload", cleaned),
         id=event_id,
-        ts=normalise_ts(ts) if ts is not None else None,
+        ts=ts,
     )
 
 
@@ -208,6 +214,9 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         raise BadInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise BadInput(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        # Python refuses integer literals longer than sys.get_int_max_str_digits().
+        raise BadInput(f"{what} holds a number with too many digits") from None
 
 
 def event_from_line(line: bytes | str, limit: int, cleaned: Cleaned | None = None) -> NewEvent:
@@ -219,7 +228,7 @@ def event_from_line(line: bytes | str, limit: int, cleaned: Cleaned | None = Non
 
 def check_size(event: NewEvent, limit: int) -> None:
     """Refuse an event whose stored form would exceed ``limit`` bytes."""
-    size = len((event.content or "").encode("utf-8"))
+    size = sum(len((text or "").encode("utf-8")) for text in (event.content, event.tool_call_id))
     for value in (event.tool_call, event.payload):
         if value is not None:
             size += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))

@@ -52,7 +52,9 @@ MAX_GROUP_DEPTH = 16
 # The tokenizer the SQLite index is built with. Marks (M*) are token
 # characters so that Indic, Arabic or Hebrew words are not cut at every vowel
 # sign; unicode61's default ("L* N* Co") would split them.
-FTS5_TOKENIZER = "unicode61 remove_diacritics 2 categories 'L* N* Co M*'"
+# The emoji/text presentation selectors are marks too, but would make a junk
+# token after every "⚠️", so they separate instead.
+FTS5_TOKENIZER = "unicode61 remove_diacritics 2 categories 'L* N* Co M*' separators '\ufe0e\ufe0f'"
 
 # Private markers around matches in snippets; index_text removes them from
 # indexed text so a stored one can never be mistaken for a match.
@@ -67,10 +69,20 @@ _DROPPED_MARKS = frozenset(
 )
 
 
+# Emoji skin-tone modifiers came after Unicode 6.1; unicode61 treats them as
+# token characters, like every code point its tables do not know.
+_EMOJI_TONES = frozenset("\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+
+
+_SELECTORS = frozenset("\ufe0e\ufe0f")
+
+
 def _fold(char: str) -> str:
     """What one character contributes to a token: '' (dropped), ' ' (separator) or text."""
     category = unicodedata.category(char)
-    if category[0] not in "LNM" and category not in ("Co", "Cn"):
+    if category[0] not in "LNM" and category not in ("Co", "Cn") and char not in _EMOJI_TONES:
+        return " "
+    if char in _SELECTORS:
         return " "
     if char in _DROPPED_MARKS:
         return ""
@@ -193,7 +205,10 @@ class AnyOf:
 
 @dataclass(frozen=True)
 class AllOf:
-    """Every one of ``include`` and none of ``exclude``; ``include`` is never empty."""
+    """Every one of ``include`` and none of ``exclude``.
+
+    ``include`` is never empty in a tree that ``parse`` returns.
+    """
 
     include: tuple[Node, ...]
     exclude: tuple[Node, ...] = ()
@@ -274,6 +289,8 @@ class _Parser:
             negated, node = self.parse_any()
             if node is None:
                 continue
+            if negated and _only_excludes(node):
+                raise BadInput(_ONLY_EXCLUDED)
             (exclude if negated else include).append(node)
         return _all_of(include, exclude)
 
@@ -285,7 +302,7 @@ class _Parser:
             items.append(self.parse_unary())
         if len(items) == 1:
             return items[0]
-        if any(negated and node is not None for negated, node in items):
+        if any(node is not None and (negated or _only_excludes(node)) for negated, node in items):
             raise BadInput(
                 "cannot combine OR with an excluded term (-word); "
                 'exclude outside the OR instead: (a OR b) -c, or search for "-word" in quotes'
@@ -326,7 +343,17 @@ def _flatten_any(items: tuple[Node, ...]) -> tuple[Node, ...]:
     return tuple(flat)
 
 
+_ONLY_EXCLUDED = (
+    "nothing to search for: a query needs at least one word that is not excluded with '-'"
+)
+
+
+def _only_excludes(node: Node) -> bool:
+    return isinstance(node, AllOf) and not node.include
+
+
 def _all_of(include: list[Node], exclude: list[Node]) -> Node | None:
+    """An AND list; inside a group it may still lack positive terms (the parent has them)."""
     # A group inside an AND list merges into it: a (b -c) is a b -c.
     flat_include: list[Node] = []
     flat_exclude = list(exclude)
@@ -336,12 +363,7 @@ def _all_of(include: list[Node], exclude: list[Node]) -> Node | None:
             flat_exclude.extend(node.exclude)
         else:
             flat_include.append(node)
-    if not flat_include:
-        if flat_exclude:
-            raise BadInput(
-                "nothing to search for: a query needs at least one word that is not "
-                "excluded with '-'"
-            )
+    if not flat_include and not flat_exclude:
         return None
     if not flat_exclude and len(flat_include) == 1:
         return flat_include[0]
@@ -364,6 +386,8 @@ def parse(query: str) -> Node:
     node = _Parser(_lex(normalised)).parse_all(inside_group=False)
     if node is None:
         raise BadInput("nothing to search for: the query has no letters or digits")
+    if _only_excludes(node):
+        raise BadInput(_ONLY_EXCLUDED)
     count = _count_tokens(node)
     if count > MAX_QUERY_TOKENS:
         raise BadInput(f"query has too many words ({count}; at most {MAX_QUERY_TOKENS})")

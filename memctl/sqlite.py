@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import sqlite_facts
+from . import sqlite_copy, sqlite_facts
 from .errors import (
     BadInput,
     Conflict,
@@ -532,6 +532,24 @@ class SQLiteStore:
             note=row["note"],
             state=loads(row["state"]),
         )
+
+    def checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return sqlite_copy.checkpoints(self._conn, session_id)
+
+    # -- copying in ----------------------------------------------------------
+    def import_session(
+        self, info: SessionInfo, events: Sequence[Event], checkpoints: Sequence[Checkpoint]
+    ) -> int:
+        with self._write() as conn:
+            return sqlite_copy.import_session(conn, info, events, checkpoints)
+
+    def import_fact(self, fact: Fact | None, history: Sequence[FactChange]) -> bool:
+        with self._write() as conn:
+            return sqlite_copy.import_fact(conn, fact, history)
+
+    def fact_ids(self) -> list[str]:
+        rows = self._conn.execute("SELECT DISTINCT fact FROM fact_history ORDER BY fact")
+        return [row[0] for row in rows]
 
     # -- facts -------------------------------------------------------------
     def put_fact(

@@ -214,13 +214,16 @@ def search(
             params.append(value)
     # The events join is only needed to filter or to sort by time; without it
     # FTS5 ranks on its own index.
-    join = " JOIN events e ON e.pk = f.rowid" if clauses or order == "recent" else ""
+    join = " JOIN events e ON e.pk = events_fts.rowid" if clauses or order == "recent" else ""
     where = "".join(f" AND {clause}" for clause in clauses)
-    sort = "f.rank" if order == "rank" else "e.ts DESC, e.pk DESC"
+    sort = "events_fts.rank" if order == "rank" else "e.ts DESC, e.pk DESC"
     params.append(limit)
     # Pick the top rows first and make snippets for those only: snippet() in
     # the ranking query would run once per match, not once per hit.
-    top = f"SELECT f.rowid AS pk FROM events_fts f{join} WHERE f MATCH ?{where} ORDER BY {sort} LIMIT ?"  # noqa: S608 (fixed fragments only)
+    top = (
+        f"SELECT events_fts.rowid AS pk FROM events_fts{join}"  # noqa: S608 (fixed fragments only)
+        f" WHERE events_fts MATCH ?{where} ORDER BY {sort} LIMIT ?"
+    )
     sql = (
         f"WITH top AS MATERIALIZED ({top})"  # noqa: S608 (fixed fragments only)
         " SELECT e.session, e.seq, e.ts, e.type, e.role,"
@@ -229,7 +232,9 @@ def search(
         " JOIN events e ON e.pk = top.pk"
         " WHERE events_fts MATCH ?"
     )
-    sql += " ORDER BY score DESC, e.pk DESC" if order == "rank" else " ORDER BY e.ts DESC, e.pk DESC"
+    sql += (
+        " ORDER BY score DESC, e.pk DESC" if order == "rank" else " ORDER BY e.ts DESC, e.pk DESC"
+    )
     try:
         rows = conn.execute(sql, [*params, MARK_START, MARK_END, SNIPPET_TOKENS, match]).fetchall()
     except sqlite3.OperationalError as exc:

@@ -118,6 +118,26 @@ class Store(Protocol):
 
     def latest_checkpoint(self, session_id: str) -> Checkpoint | None: ...
 
+    def checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Every checkpoint of a session, oldest first."""
+
+    # -- copying in (db copy) --------------------------------------------------
+    def import_session(
+        self, info: SessionInfo, events: Sequence[Event], checkpoints: Sequence[Checkpoint]
+    ) -> int:
+        """Copy (a chunk of) a session from another database, keeping ids, seqs and times.
+
+        Repeatable: events and checkpoints already present (by id) are skipped.
+        Conflict if the target holds different events under the same session id.
+        Returns the number of events added.
+        """
+
+    def import_fact(self, fact: Fact | None, history: Sequence[FactChange]) -> bool:
+        """Copy a fact (None if it was forgotten) and its history; False if already there."""
+
+    def fact_ids(self) -> list[str]:
+        """Ids of every fact with a history, forgotten ones included."""
+
     # -- facts (semantic memory) -------------------------------------------
     def put_fact(
         self,

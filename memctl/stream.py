@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MAX_BATCH_WAIT = 0.02
 MAX_BATCH_LINES = 1000
 READ_SIZE = 1 << 16
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,11 @@ def record_stream(
             if line.data is None:
                 outcome.errors.append((line.number, f"larger than the limit of {limit} bytes"))
                 continue
+            data = line.data
+            if line.number == 1 and data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM) :]  # written by some Windows tools; not content
             try:
-                event = event_from_line(line.data, limit, cleaned)
+                event = event_from_line(data, limit, cleaned)
                 check_size(event, limit)
             except BadInput as error:
                 outcome.errors.append((line.number, str(error)))

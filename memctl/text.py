@@ -13,13 +13,15 @@ import json
 import re
 from typing import Any
 
-# C0 except tab and newline, DEL, C1, bidi embeddings/overrides/isolates,
+# C0 except tab and newline, DEL, C1, bidi marks/embeddings/overrides/isolates,
 # line/paragraph separators and the zero-width marks used to spoof text.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-_UNSAFE_WITH_NEWLINES = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_UNSAFE_WITH_NEWLINES = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
 # Characters that json.dumps(ensure_ascii=False) leaves raw but that a
 # terminal may still act on; escaping them keeps the JSON valid and inert.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
