@@ -251,6 +251,12 @@ def show(
     tail: Annotated[
         int | None, typer.Option("--tail", min=1, help="Only the last N events.")
     ] = None,
+    around: Annotated[
+        int | None, typer.Option("--around", min=1, help="Only the events around this seq.")
+    ] = None,
+    context: Annotated[
+        int, typer.Option("--context", "-C", min=0, help="Events either side of --around.")
+    ] = 3,
     full: Annotated[bool, typer.Option("--full", help="Do not fold long content.")] = False,
     as_json: JsonOpt = False,
     as_jsonl: JsonlOpt = False,
@@ -260,7 +266,11 @@ def show(
 
     memory = state_of(ctx).memory()
     session_id = resolve(memory, session, last)
-    events = memory.events(session_id, tail=tail)
+    if around is not None:
+        first = max(around - context, 1)
+        events = memory.events(session_id, after_seq=first - 1)[: around + context - first + 1]
+    else:
+        events = memory.events(session_id, tail=tail)
     if as_json:
         typer.echo(dumps([event.to_dict() for event in events]))
     elif as_jsonl:
@@ -270,6 +280,68 @@ def show(
         print_rich(rich_transcript(events, full=full))
     else:
         for line in plain_transcript(events):
+            typer.echo(line)
+
+
+class Order(str, Enum):
+    rank = "rank"
+    recent = "recent"
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[
+        str, typer.Argument(help='Words (all must match), "a phrase", prefix*, OR, -word.')
+    ],
+    session: SessionOpt = None,
+    role: Annotated[str | None, typer.Option("--role", "-r", help="Only this role.")] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From WHEN: 2026-11-24, 30m, 2h, 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before WHEN.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1000, help="At most N hits.")
+    ] = 20,
+    order: Annotated[
+        Order, typer.Option("--order", help="Best match or newest first.")
+    ] = Order.rank,
+    as_json: JsonOpt = False,
+    as_jsonl: JsonlOpt = False,
+) -> None:
+    """Full-text search over every message, tool call, tool result and event.
+
+    Words are ANDed; "a phrase" matches words in order; prefix* matches the
+    start of a word; OR between words; -word excludes. Any text is a valid
+    query. Each hit shows how to open it: memctl show SESSION --around SEQ.
+    """
+    from .ids import parse_when
+    from .render import plain_hits, rich_hits
+
+    memory = state_of(ctx).memory()
+    hits = memory.search(
+        query,
+        session_id=memory.resolve(session_arg(session)) if session_arg(session) else None,
+        role=role,
+        type=event_type,
+        since=parse_when(since) if since else None,
+        until=parse_when(until) if until else None,
+        limit=limit,
+        order=order.value,
+    )
+    if as_json:
+        typer.echo(dumps([hit.to_dict() for hit in hits]))
+    elif as_jsonl:
+        for hit in hits:
+            typer.echo(dumps(hit.to_dict()))
+    elif fancy():
+        if hits:
+            print_rich(rich_hits(hits))
+        else:
+            say(f"No matches for {query!r}.")
+    else:
+        for line in plain_hits(hits):
             typer.echo(line)
 
 

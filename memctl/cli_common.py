@@ -72,7 +72,9 @@ class State:
 
     def memory(self) -> Memory:
         if self._memory is None:
-            self._memory = core.open(self.url, durability=self.durability)
+            self._memory = core.open(
+                self.url, durability=self.durability, progress=migration_progress()
+            )
         return self._memory
 
     def close(self) -> None:
@@ -137,3 +139,35 @@ def resolve(memory: Memory, ref: str | None, last: bool = False) -> str:
 
 def say(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def migration_progress() -> Any:
+    """A progress callback that draws a bar on a terminal's stderr, else None.
+
+    It only appears when a migration has long work to do (indexing an
+    existing database for search); opening an up-to-date database never calls it.
+    """
+    if not sys.stderr.isatty():
+        return None
+    bar: Any = None
+    task: Any = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            from rich.progress import Progress
+
+            bar = Progress(transient=True, console=_stderr_console())
+            bar.start()
+            task = bar.add_task("updating the database", total=total)
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+
+    return report
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

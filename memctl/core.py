@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AmbiguousSession, BadInput, SessionNotFound
 from .ids import new_id
@@ -29,7 +29,10 @@ from .models import (
     Status,
 )
 from .owners import Identity
-from .storage import Store, Writer, open_store
+from .storage import Progress, SearchFilters, Store, Writer, open_store
+
+if TYPE_CHECKING:
+    from .search import SearchHit
 from .working import WorkingMemory
 
 MIN_PREFIX = 4
@@ -62,10 +65,16 @@ def unanswered_tool_calls(events: list[Event]) -> list[str]:
     return list(pending)
 
 
-def open(url: str | None = None, *, durability: str = "normal") -> Memory:
+def open(
+    url: str | None = None, *, durability: str = "normal", progress: Progress | None = None
+) -> Memory:
     """Open memctl's store: ``url`` (a path, ``sqlite:///...`` or ``postgresql://...``),
-    else ``MEMCTL_DB``, else the default file under the user data dir."""
-    return Memory(open_store(url, durability=durability))
+    else ``MEMCTL_DB``, else the default file under the user data dir.
+
+    ``durability="full"`` syncs every commit to disk; ``progress(done, total)``
+    hears about long migrations.
+    """
+    return Memory(open_store(url, durability=durability, progress=progress))
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,33 @@ class Memory:
             text, key=clean_value(key, "key"), tags=tags, session=session_id, seq=seq
         )
         return fact
+
+    # -- search ------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        *,
+        session_id: str | None = None,
+        role: str | None = None,
+        type: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 20,
+        order: str = "rank",
+    ) -> list[SearchHit]:
+        """Full-text search over every event: words ANDed, "a phrase", prefix*, OR, -word.
+
+        Hits come best first (``order="recent"``: newest first) with a snippet
+        in which matches sit between private markers (``SearchHit.to_dict``
+        turns them into ``[`` ``]``).
+        """
+        filters = SearchFilters(session_id, role, type, since, until, limit, order)
+        return self.store.search(query, filters)
+
+    def search_events(self, query: str, *, limit: int = 20) -> list[Event]:
+        """The events behind the best ``limit`` hits for ``query``, best first."""
+        hits = self.search(query, limit=limit)
+        return self.store.get_events([(hit.session, hit.seq) for hit in hits])
 
     def search_facts(self, query: str, *, limit: int = 10) -> list[Fact]:
         """Facts matching ``query``, best first (memctl's query language)."""

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
+    from .search import SearchHit
+
 FOLD_LINES = 30
 FOLD_CHARS = 4000
 
@@ -223,3 +225,56 @@ def rich_facts(facts: list[Fact]) -> RenderableType:
             Text(sanitize(fact.text)),
         )
     return table
+
+
+def hit_text(snippet: str) -> Text:
+    """A snippet for a terminal: sanitised, matches highlighted (never markup)."""
+    from rich.text import Text
+
+    from .search import MARK_END, MARK_START
+
+    text = Text()
+    matched = False
+    piece: list[str] = []
+    for char in snippet + MARK_START:
+        if char in (MARK_START, MARK_END):
+            text.append(
+                sanitize(" ".join("".join(piece).split())), "bold reverse" if matched else ""
+            )
+            piece = []
+            matched = char == MARK_START
+        else:
+            piece.append(char)
+    return text
+
+
+def rich_hits(hits: list[SearchHit]) -> RenderableType:
+    """Search results: where each hit is, its snippet, and how to open it."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
+    now = datetime.now(timezone.utc)
+    parts: list[RenderableType] = []
+    for hit in hits:
+        heading = Text(f"{hit.session} #{hit.seq}", style="bold")
+        label = hit.role or hit.type
+        heading.append(f"  {label}", style=ROLE_STYLES.get(hit.role or "", "blue"))
+        heading.append(f"  {humanize_age(hit.ts, now=now)}", style="dim")
+        parts.append(heading)
+        parts.append(Padding(hit_text(hit.snippet), (0, 0, 0, 4)))
+        parts.append(
+            Padding(
+                Text(f"memctl show {hit.session} --around {hit.seq}", style="dim"), (0, 0, 0, 4)
+            )
+        )
+    return Group(*parts)
+
+
+def plain_hits(hits: Iterable[SearchHit]) -> Iterator[str]:
+    """Tab-separated: session, seq, ts, role (or type), snippet with [ ] around matches."""
+    from .search import mark_json
+
+    for hit in hits:
+        snippet = sanitize(" ".join(mark_json(hit.snippet).split()), keep_newlines=False)
+        yield "\t".join([hit.session, str(hit.seq), hit.ts, hit.role or hit.type, snippet])

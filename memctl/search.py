@@ -24,15 +24,15 @@ phrase "user id"), ``AND``/``NOT``/``NEAR``/lower-case ``or`` are plain words,
 and an unbalanced quote or parenthesis closes at the end of the query.
 
 Tokens follow SQLite FTS5's ``unicode61`` tokenizer as configured by
-``FTS5_TOKENIZER`` (checked character by character in the tests): token
-characters are Unicode letters, numbers, marks, private-use and unassigned code
-points; everything else (punctuation, symbols, spaces, underscore, emoji)
-separates tokens; tokens are case-folded and the common Latin diacritics are
-removed (``Résumé`` -> ``resume``). Compatibility forms are *not* folded
-(``ﬁ`` and full-width letters stay as they are), because unicode61 does not
-fold them and both backends must agree. The only known disagreements are
-characters assigned or case-paired after Unicode 6.1, which unicode61's
-built-in tables do not know.
+``FTS5_TOKENIZER`` (the tests compare the two on every code point of planes
+0-2): token characters are Unicode letters, numbers, marks, private-use and
+unassigned code points; everything else (punctuation, symbols, spaces,
+underscore, emoji) separates tokens; tokens are case-folded and the Latin
+diacritics are removed (``Résumé`` -> ``resume``). Compatibility forms are
+*not* folded (``ﬁ`` and full-width letters stay as they are) because unicode61
+does not fold them, and PostgreSQL indexes these same Python tokens. The only
+disagreements left are about 2,800 code points assigned or case-paired after
+Unicode 6.1, which unicode61 keeps verbatim inside a token.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ _DROPPED_MARKS = frozenset(
 # Emoji skin-tone modifiers came after Unicode 6.1; unicode61 treats them as
 # token characters, like every code point its tables do not know.
 _EMOJI_TONES = frozenset("\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
-
-
-_SELECTORS = frozenset("\ufe0e\ufe0f")
+# The presentation selectors, declared separators in FTS5_TOKENIZER, and the
+# two BMP noncharacters, which unicode61 treats as separators.
+_SELECTORS = frozenset("\ufe0e\ufe0f\ufffe\uffff")
 
 
 def _fold(char: str) -> str:
@@ -86,6 +86,8 @@ def _fold(char: str) -> str:
         return " "
     if char in _DROPPED_MARKS:
         return ""
+    if char in "\u01e0\u01e1":
+        return "\u01e1"  # the one letter unicode61 lower-cases but keeps its diacritics on
     # casefold() gives the simple fold unicode61 uses (final sigma -> sigma)
     # except where it expands (ß -> ss), which unicode61 does not do.
     folded = char.casefold()

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import sqlite_copy, sqlite_facts
+from . import sqlite_copy, sqlite_facts, sqlite_search
 from .errors import (
     BadInput,
     Conflict,
@@ -55,8 +55,10 @@ from .models import (
     Status,
     event_from_values,
 )
-from .sqlite_schema import LATEST_VERSION, MIGRATIONS, build_migrations
-from .storage import Writer
+from .search import SearchHit
+from .sqlite_schema import LATEST_VERSION, MIGRATIONS, SEARCH_VERSION, build_migrations
+from .sqlite_search import rowid as _rowid
+from .storage import Progress, SearchFilters, Writer
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -81,6 +83,10 @@ _EVENTS_TAIL = (
     "SELECT * FROM (SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
     " FROM events WHERE session = ? AND seq > ? AND (? = 0 OR type = 'message')"
     " ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+)
+_EVENT_AT = (
+    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
+    " FROM events WHERE session = ? AND seq = ?"
 )
 _RECENT_EVENTS = (
     "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
@@ -122,8 +128,11 @@ class SQLiteStore:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, durability: str = "normal") -> None:
+    def __init__(
+        self, path: Path, *, durability: str = "normal", progress: Progress | None = None
+    ) -> None:
         self.path = path
+        self._progress = progress
         self._lock = threading.RLock()
         self._timeout = BUSY_TIMEOUT_SECONDS
         _prepare_file(path)
@@ -175,6 +184,9 @@ class SQLiteStore:
                     f"{self.path} has migrations this memctl does not know: {unknown}"
                 )
             migrations.apply(db)
+            if version < SEARCH_VERSION:
+                # Inside the migration's transaction: the index is complete or absent.
+                sqlite_search.backfill(self._conn, self._progress)
             self._conn.execute(f"PRAGMA user_version={LATEST_VERSION}")
 
     def _retry_busy(self, action: Any) -> Any:
@@ -361,6 +373,7 @@ class SQLiteStore:
     # -- events ------------------------------------------------------------
     def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
         seqs: list[int] = []
+        to_index: list[sqlite_search.IndexRow] = []
         with self._write() as conn:
             now = time.time()
             row = conn.execute(
@@ -401,7 +414,7 @@ class SQLiteStore:
                         continue
                 event_id, ts = stamp(event, new_id("e"), stamp_now)
                 seq = summary.last_seq + 1
-                conn.execute(
+                inserted = conn.execute(
                     "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
                     " tool_call_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -419,6 +432,9 @@ class SQLiteStore:
                 )
                 summary = summarise(summary, event, seq, ts)
                 seqs.append(seq)
+                to_index.append((_rowid(inserted), event.content, event.tool_call, event.payload))
+            # Same transaction: an event and its index entry commit together.
+            sqlite_search.index_events(conn, to_index)
             self._write_summary(session_id, summary, ownership, reopen=state != "open")
         return seqs
 
@@ -461,7 +477,8 @@ class SQLiteStore:
         messages_only: bool = False,
     ) -> list[Event]:
         if tail is not None:
-            sql, params = _EVENTS_TAIL, (session_id, after_seq, int(messages_only), tail)
+            sql = _EVENTS_TAIL
+            params: tuple[object, ...] = (session_id, after_seq, int(messages_only), tail)
         else:
             # A plain range scan: wrapping it like the tail query makes SQLite
             # sort the whole session again in a temporary b-tree.
@@ -575,6 +592,33 @@ class SQLiteStore:
     def fact_history(self, ref: str) -> list[FactChange]:
         return sqlite_facts.history(self._conn, ref)
 
+    def search_facts(self, query: str, *, limit: int = 10) -> list[Fact]:
+        return sqlite_facts.search(self._conn, query, limit)
+
+    # -- search --------------------------------------------------------------
+    def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
+        return sqlite_search.search(
+            self._conn,
+            query,
+            session=filters.session,
+            role=filters.role,
+            type=filters.type,
+            since=filters.since,
+            until=filters.until,
+            limit=filters.limit,
+            order=filters.order,
+        )
+
+    def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
+        found: list[Event] = []
+        for session_id, seq in keys:
+            found.extend(self._read_events(_EVENT_AT, (session_id, seq)))
+        return found
+
+    def rebuild_search(self) -> int:
+        with self._write() as conn:
+            return sqlite_search.rebuild(conn, self._progress)
+
     def forget_fact(self, ref: str) -> Fact | None:
         with self._write() as conn:
             return sqlite_facts.forget(conn, ref)
@@ -617,6 +661,7 @@ class SQLiteStore:
                     f"session {row['id']}: summary says {row['events']} events up to seq "
                     f"{row['last_seq']}, log has {row['n']} up to {row['top']}"
                 )
+        problems.extend(sqlite_search.check(self._conn))
         return problems
 
 

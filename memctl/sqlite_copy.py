@@ -12,9 +12,11 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
+from . import sqlite_search
 from .errors import Conflict
 from .ledger import Summary, dumps, loads, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
+from .sqlite_search import rowid as _rowid
 
 
 def import_session(
@@ -62,6 +64,7 @@ def import_session(
             loads(row["pending_tool_call"]),
         )
     added = 0
+    to_index: list[sqlite_search.IndexRow] = []
     for event in events:
         if event.seq <= summary.last_seq:
             present = conn.execute(
@@ -76,7 +79,7 @@ def import_session(
             continue
         if event.seq != summary.last_seq + 1:
             raise Conflict(f"session {info.id}: seq {event.seq} would leave a gap; not copying")
-        conn.execute(
+        inserted = conn.execute(
             "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
             " tool_call_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -93,7 +96,9 @@ def import_session(
             ),
         )
         summary = summarise(summary, _as_new(event), event.seq, event.ts)
+        to_index.append((_rowid(inserted), event.content, event.tool_call, event.payload))
         added += 1
+    sqlite_search.index_events(conn, to_index)
     for checkpoint in checkpoints:
         conn.execute(
             "INSERT OR IGNORE INTO checkpoints (session, seq, id, ts, note, state)"
@@ -162,12 +167,15 @@ def import_fact(conn: sqlite3.Connection, fact: Fact | None, history: Sequence[F
     if conn.execute("SELECT 1 FROM fact_history WHERE fact = ?", (fact_id,)).fetchone():
         return False
     if fact is not None:
-        conn.execute(
+        inserted = conn.execute(
             "INSERT INTO facts (id, key, text, tags, session, seq, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (fact.id, fact.key, fact.text, json.dumps(fact.tags), fact.session, fact.seq,
              fact.created_at, fact.updated_at),
         )  # fmt: skip
+        conn.execute(
+            "INSERT INTO facts_fts (rowid, body) VALUES (?, ?)", (inserted.lastrowid, fact.text)
+        )
     conn.executemany(
         "INSERT INTO fact_history (fact, key, action, text, tags, ts) VALUES (?, ?, ?, ?, ?, ?)",
         [(c.fact, c.key, c.action, c.text, json.dumps(c.tags), c.ts) for c in history],

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from .errors import BadInput
 from .ids import new_id, now_ts
 from .models import Fact, FactChange
+from .search import parse, to_fts5
 
 
 def _fact(row: sqlite3.Row) -> Fact:
@@ -71,7 +73,32 @@ def put(
     fact = find(conn, fact_id)
     assert fact is not None  # written just above, in this transaction
     _history(conn, fact, action, ts)
+    _reindex(conn, fact_id, text)
     return fact, action
+
+
+def _pk(conn: sqlite3.Connection, fact_id: str) -> int:
+    return int(conn.execute("SELECT pk FROM facts WHERE id = ?", (fact_id,)).fetchone()[0])
+
+
+def _reindex(conn: sqlite3.Connection, fact_id: str, text: str) -> None:
+    pk = _pk(conn, fact_id)
+    conn.execute("DELETE FROM facts_fts WHERE rowid = ?", (pk,))
+    conn.execute("INSERT INTO facts_fts (rowid, body) VALUES (?, ?)", (pk, text))
+
+
+def search(conn: sqlite3.Connection, query: str, limit: int) -> list[Fact]:
+    """Facts matching ``query`` (memctl's query language), best match first."""
+    match = to_fts5(parse(query))
+    try:
+        rows = conn.execute(
+            "SELECT f.* FROM facts_fts JOIN facts f ON f.pk = facts_fts.rowid"
+            " WHERE facts_fts MATCH ? ORDER BY facts_fts.rank LIMIT ?",
+            (match, limit),
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise BadInput(f"cannot search for {query!r}: {exc}") from None
+    return [_fact(row) for row in rows]
 
 
 def forget(conn: sqlite3.Connection, ref: str) -> Fact | None:
@@ -79,6 +106,8 @@ def forget(conn: sqlite3.Connection, ref: str) -> Fact | None:
     fact = find(conn, ref)
     if fact is None:
         return None
+    # The index entry goes first, while the pk that names it still exists.
+    conn.execute("DELETE FROM facts_fts WHERE rowid = ?", (_pk(conn, fact.id),))
     conn.execute("DELETE FROM facts WHERE id = ?", (fact.id,))
     conn.execute("UPDATE fact_history SET text = NULL, tags = '[]' WHERE fact = ?", (fact.id,))
     conn.execute(

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .search import FTS5_TOKENIZER
+from .sqlite_search import MIGRATION as SEARCH_MIGRATION
+
 if TYPE_CHECKING:
     from sqlite_utils import Database
     from sqlite_utils.migrations import Migrations
@@ -111,6 +114,19 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
 ]
+
+MIGRATIONS.append(SEARCH_MIGRATION)
+# Applying this version indexes every existing event (a backfill with progress).
+SEARCH_VERSION = len(MIGRATIONS)
+MIGRATIONS.append(
+    (
+        "0004_fact_search",
+        [
+            f'CREATE VIRTUAL TABLE facts_fts USING fts5(body, tokenize="{FTS5_TOKENIZER}")',
+            "INSERT INTO facts_fts (rowid, body) SELECT pk, text FROM facts",
+        ],
+    )
+)
 
 LATEST_VERSION = len(MIGRATIONS)
 

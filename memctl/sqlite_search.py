@@ -32,7 +32,7 @@ from .search import (
 )
 
 MIGRATION: tuple[str, list[str]] = (
-    "0002_search",
+    "0003_search",
     [f'CREATE VIRTUAL TABLE events_fts USING fts5(body, tokenize="{FTS5_TOKENIZER}")'],
 )
 
@@ -46,6 +46,14 @@ ORDERS = ("rank", "recent")
 
 IndexRow = tuple[int, "str | None", "dict[str, Any] | None", "dict[str, Any] | None"]
 Progress = Callable[[int, int], None]
+
+
+def rowid(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just gave its row (always set after an INSERT)."""
+    value = cursor.lastrowid
+    if value is None:  # pragma: no cover - sqlite3 sets it for every INSERT
+        raise StorageUnavailable("SQLite did not report the new row's id")
+    return value
 
 
 def index_events(conn: sqlite3.Connection, rows: Iterable[IndexRow]) -> None:
@@ -201,7 +209,15 @@ def search(
         raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
     match = to_fts5(parse(query))
     clauses: list[str] = []
-    params: list[Any] = [match]
+    filters: list[Any] = []
+    if session is not None:
+        # A session's events sit in a narrow pk range; telling FTS5 that range
+        # lets it skip the other sessions' matches instead of joining each one.
+        clauses.append(
+            "events_fts.rowid BETWEEN (SELECT min(pk) FROM events WHERE session = ?)"
+            " AND (SELECT max(pk) FROM events WHERE session = ?)"
+        )
+        filters += [session, session]
     for clause, value in (
         ("e.session = ?", session),
         ("e.role = ?", role),
@@ -211,32 +227,39 @@ def search(
     ):
         if value is not None:
             clauses.append(clause)
-            params.append(value)
-    # The events join is only needed to filter or to sort by time; without it
-    # FTS5 ranks on its own index.
-    join = " JOIN events e ON e.pk = events_fts.rowid" if clauses or order == "recent" else ""
+            filters.append(value)
     where = "".join(f" AND {clause}" for clause in clauses)
-    sort = "events_fts.rank" if order == "rank" else "e.ts DESC, e.pk DESC"
-    params.append(limit)
-    # Pick the top rows first and make snippets for those only: snippet() in
-    # the ranking query would run once per match, not once per hit.
-    top = (
-        f"SELECT events_fts.rowid AS pk FROM events_fts{join}"  # noqa: S608 (fixed fragments only)
-        f" WHERE events_fts MATCH ?{where} ORDER BY {sort} LIMIT ?"
-    )
-    sql = (
-        f"WITH top AS MATERIALIZED ({top})"  # noqa: S608 (fixed fragments only)
-        " SELECT e.session, e.seq, e.ts, e.type, e.role,"
-        " snippet(events_fts, 0, ?, ?, '…', ?) AS snippet, -bm25(events_fts) AS score"
-        " FROM top CROSS JOIN events_fts ON events_fts.rowid = top.pk"
-        " JOIN events e ON e.pk = top.pk"
-        " WHERE events_fts MATCH ?"
-    )
-    sql += (
-        " ORDER BY score DESC, e.pk DESC" if order == "rank" else " ORDER BY e.ts DESC, e.pk DESC"
-    )
+    marks = [MARK_START, MARK_END, SNIPPET_TOKENS]
+    if order == "rank":
+        # FTS5 consumes ORDER BY rank itself and hands rows over best first,
+        # so snippet() runs only for the rows returned: the query a person
+        # would write by hand.
+        sql = (
+            "SELECT e.session, e.seq, e.ts, e.type, e.role,"  # noqa: S608 (fixed fragments only)
+            " snippet(events_fts, 0, ?, ?, '…', ?), -events_fts.rank"
+            " FROM events_fts JOIN events e ON e.pk = events_fts.rowid"
+            f" WHERE events_fts MATCH ?{where} ORDER BY events_fts.rank LIMIT ?"
+        )
+        params = [*marks, match, *filters, limit]
+    else:
+        # Sorting by time needs a sorter, which would compute snippet() for
+        # every match; pick the newest rows first, then make their snippets.
+        top = (
+            "SELECT events_fts.rowid AS pk FROM events_fts"  # noqa: S608 (fixed fragments only)
+            " JOIN events e ON e.pk = events_fts.rowid"
+            f" WHERE events_fts MATCH ?{where} ORDER BY e.ts DESC, e.pk DESC LIMIT ?"
+        )
+        sql = (
+            f"WITH top AS MATERIALIZED ({top})"  # noqa: S608 (fixed fragments only)
+            " SELECT e.session, e.seq, e.ts, e.type, e.role,"
+            " snippet(events_fts, 0, ?, ?, '…', ?), -bm25(events_fts)"
+            " FROM top CROSS JOIN events_fts ON events_fts.rowid = top.pk"
+            " JOIN events e ON e.pk = top.pk"
+            " WHERE events_fts MATCH ? ORDER BY e.ts DESC, e.pk DESC"
+        )
+        params = [match, *filters, limit, *marks, match]
     try:
-        rows = conn.execute(sql, [*params, MARK_START, MARK_END, SNIPPET_TOKENS, match]).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:
         raise _search_error(query, exc) from None
     return [

@@ -9,16 +9,35 @@ from the URL and imports only that adapter's driver.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import BadInput
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo, Status
 from .owners import DEFAULT_LEASE_SECONDS, Identity
 
+if TYPE_CHECKING:
+    from .search import SearchHit
+
 SESSION_STATES = ("open", "ended", "abandoned")
+
+# progress(done, total): long work (migrations that backfill) reports through it.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What narrows a search: all optional; ``since`` inclusive, ``until`` exclusive."""
+
+    session: str | None = None
+    role: str | None = None
+    type: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = 20
+    order: str = "rank"
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,16 @@ class Store(Protocol):
     def recent_events(self, limit: int) -> list[Event]:
         """The newest events across all sessions, newest first."""
 
+    def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
+        """The events at these (session, seq) places, in the order given."""
+
+    # -- search ------------------------------------------------------------
+    def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
+        """Ranked (or newest-first) full-text hits with snippets; BadInput for a bad query."""
+
+    def rebuild_search(self) -> int:
+        """Rebuild the search index from the events; returns how many were indexed."""
+
     # -- checkpoints -------------------------------------------------------
     def checkpoint(
         self, session_id: str, state: Any, note: str | None, writer: Writer
@@ -161,6 +190,9 @@ class Store(Protocol):
     def fact_history(self, ref: str) -> list[FactChange]:
         """ADD / UPDATE / DELETE entries of a fact, oldest first."""
 
+    def search_facts(self, query: str, *, limit: int = 10) -> list[Fact]:
+        """Facts matching ``query`` (memctl's query language), best match first."""
+
     def forget_fact(self, ref: str) -> Fact | None:
         """Delete a fact for good (index and history text included); None if unknown."""
 
@@ -205,7 +237,9 @@ def sqlite_path(url: str) -> Path:
     return Path(url).expanduser()
 
 
-def open_store(url: str | None = None, *, durability: str = "normal") -> Store:
+def open_store(
+    url: str | None = None, *, durability: str = "normal", progress: Progress | None = None
+) -> Store:
     """Open the store at ``url`` (see ``resolve_url``), creating and migrating it."""
     resolved = resolve_url(url)
     if durability not in ("normal", "full"):
@@ -216,4 +250,4 @@ def open_store(url: str | None = None, *, durability: str = "normal") -> Store:
         return PostgresStore(resolved)
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(sqlite_path(resolved), durability=durability)
+    return SQLiteStore(sqlite_path(resolved), durability=durability, progress=progress)
