@@ -44,9 +44,19 @@ def db_info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 @db_app.command("check")
-def db_check(ctx: typer.Context) -> None:
-    """Check integrity: the file itself and the session summaries against their logs."""
-    problems = state_of(ctx).memory().store.check()
+def db_check(
+    ctx: typer.Context,
+    rebuild_search: Annotated[
+        bool,
+        typer.Option("--rebuild-search", help="Rebuild the search index from the events first."),
+    ] = False,
+) -> None:
+    """Check integrity: the database itself, session summaries against their logs,
+    and the search index against the events."""
+    store = state_of(ctx).memory().store
+    if rebuild_search:
+        say(f"memctl: reindexed {store.rebuild_search()} events")
+    problems = store.check()
     if problems:
         for problem in problems:
             say(f"memctl: {problem}")
