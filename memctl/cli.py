@@ -17,6 +17,7 @@ import typer
 
 from . import __version__
 from .cli_common import (
+    MAX_COUNT,
     JsonlOpt,
     JsonOpt,
     MemctlGroup,
@@ -213,7 +214,9 @@ def list_sessions(
     since: Annotated[
         str | None, typer.Option("--since", help="Active since WHEN: 2026-11-24, 30m, 2h, 7d.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N sessions.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT, help="At most N sessions.")
+    ] = 20,
     as_json: JsonOpt = False,
     as_jsonl: JsonlOpt = False,
 ) -> None:
@@ -249,13 +252,17 @@ def show(
     ] = None,
     last: Annotated[bool, typer.Option("--last", help="The most recently active session.")] = False,
     tail: Annotated[
-        int | None, typer.Option("--tail", min=1, help="Only the last N events.")
+        int | None, typer.Option("--tail", min=1, max=MAX_COUNT, help="Only the last N events.")
     ] = None,
     around: Annotated[
-        int | None, typer.Option("--around", min=1, help="Only the events around this seq.")
+        int | None,
+        typer.Option("--around", min=1, max=MAX_COUNT, help="Only the events around this seq."),
     ] = None,
     context: Annotated[
-        int, typer.Option("--context", "-C", min=0, help="Events either side of --around.")
+        int,
+        typer.Option(
+            "--context", "-C", min=0, max=MAX_COUNT, help="Events either side of --around."
+        ),
     ] = 3,
     full: Annotated[bool, typer.Option("--full", help="Do not fold long content.")] = False,
     as_json: JsonOpt = False,

@@ -95,10 +95,15 @@ SessionOpt = Annotated[
     str | None,
     typer.Option("--session", "-s", help="Session id or unique prefix [default: $MEMCTL_SESSION]"),
 ]
+# Bounds keep absurd numbers from reaching SQL as integers SQLite cannot hold.
+MAX_COUNT = 1_000_000_000
+MAX_PID = 1 << 22  # Linux's PID_MAX_LIMIT
 OwnerPidOpt = Annotated[
     int | None,
     typer.Option(
         "--owner-pid",
+        min=1,
+        max=MAX_PID,
         help="Process that owns the session [default: $MEMCTL_OWNER_PID, else the caller]",
     ),
 ]

@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import JsonlOpt, JsonOpt, SessionOpt, fail, fancy, print_rich, say, state_of
+from .cli_common import (
+    MAX_COUNT,
+    JsonlOpt,
+    JsonOpt,
+    SessionOpt,
+    fail,
+    fancy,
+    print_rich,
+    say,
+    state_of,
+)
 from .models import Fact
 from .text import dumps, one_line
 
@@ -48,7 +58,9 @@ def fact_add(
         list[str] | None, typer.Option("--tag", help="A tag; repeatable.", show_default=False)
     ] = None,
     session: SessionOpt = None,
-    seq: Annotated[int | None, typer.Option("--seq", help="The event it came from.")] = None,
+    seq: Annotated[
+        int | None, typer.Option("--seq", min=1, max=MAX_COUNT, help="The event it came from.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a fact (or update the one with --key) and print its id."""
@@ -67,7 +79,9 @@ def fact_list(
     ctx: typer.Context,
     tag: Annotated[str | None, typer.Option("--tag", help="Only facts with this tag.")] = None,
     session: SessionOpt = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N facts.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT, help="At most N facts.")
+    ] = 50,
     as_json: JsonOpt = False,
     as_jsonl: JsonlOpt = False,
 ) -> None:
@@ -110,7 +124,9 @@ def fact_show(
 def fact_search(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help='Words (ANDed), "a phrase", prefix*, OR, -word.')],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N facts.")] = 10,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT, help="At most N facts.")
+    ] = 10,
     as_json: JsonOpt = False,
     as_jsonl: JsonlOpt = False,
 ) -> None:

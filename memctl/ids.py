@@ -61,7 +61,10 @@ def parse_ts(text: str) -> datetime:
 
 def normalise_ts(text: str) -> str:
     """Bring any accepted ISO 8601 time into memctl's stored format."""
-    return format_ts(parse_ts(text))
+    try:
+        return format_ts(parse_ts(text))
+    except (OverflowError, ValueError):
+        raise BadInput(f"time out of range: {text!r}") from None
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -73,7 +76,10 @@ def parse_when(text: str, *, now: datetime | None = None) -> str:
     match = _AGE.match(text)
     if match:
         seconds = float(match.group(1)) * _AGE_SECONDS[match.group(2)]
-        return format_ts((now or datetime.now(timezone.utc)) - timedelta(seconds=seconds))
+        try:
+            return format_ts((now or datetime.now(timezone.utc)) - timedelta(seconds=seconds))
+        except (OverflowError, ValueError):
+            raise BadInput(f"age out of range: {text!r}") from None
     try:
         return normalise_ts(text)
     except BadInput:

@@ -92,6 +92,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX checkpoints_by_session ON checkpoints (session, pk)",
         ],
     ),
+    (
+        # recent_events() reads the newest events of all sessions.
+        "0002_events_by_time",
+        ["CREATE INDEX events_by_ts ON events (ts)"],
+    ),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -24,18 +24,13 @@ psycopg is imported by this module only, and this module only when a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import psycopg
-from psycopg.rows import DictRow, dict_row
-from psycopg.types.string import TextLoader
+from psycopg.rows import DictRow
 
-from . import pg_schema
-from .errors import BadInput, Conflict, FencedOut, SessionNotFound, StorageUnavailable
+from . import pg_maint, pg_schema
+from .errors import Conflict, FencedOut, SessionNotFound
 from .ids import new_id, now_ts
 from .ledger import (
     Ownership,
@@ -46,17 +41,15 @@ from .ledger import (
     ownership_for_claim,
     ownership_for_write,
     session_from_row,
+    stamp,
     writer_owner,
 )
 from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
 from .pg_append import append_events
-from .pg_conninfo import one_line, parse_target
+from .pg_connect import Conn, PgConnector
+from .pg_conninfo import parse_target
 from .storage import Writer
 
-T = TypeVar("T")
-Conn = psycopg.Connection[DictRow]
-
-CONNECT_TIMEOUT_SECONDS = 10
 # How many sessions ``sessions()`` reads per round trip when the status filter
 # has to finish in Python (active and incomplete share the stored state).
 _PAGE = 200
@@ -84,32 +77,15 @@ class PostgresStore:
         prepare_threshold: int | None = None,
     ) -> None:
         target = parse_target(url)
-        self._target = target
         self._location = target.safe
-        self._prepare_threshold = (
-            prepare_threshold if prepare_threshold is not None else target.prepare_threshold
+        self._db = PgConnector(
+            target,
+            pool_size=target.pool_size if pool is None else (4 if pool is True else (pool or None)),
+            prepare_threshold=(
+                prepare_threshold if prepare_threshold is not None else target.prepare_threshold
+            ),
         )
-        size = target.pool_size if pool is None else (4 if pool is True else (pool or None))
-        self._lock = threading.RLock()
-        self._conn: Conn | None = None
-        self._pool: Any = None
-        # Migrate on a plain connection first: it also proves the URL and the
-        # credentials work, and fails with one clear line if they do not.
-        conn = self._connect()
-        failure = None
-        try:
-            pg_schema.migrate(conn, self._location)
-        except psycopg.Error as exc:
-            failure = one_line(str(exc), target.secrets)
-        finally:
-            if failure is not None or size:
-                conn.close()
-        if failure is not None:
-            raise StorageUnavailable(f"cannot migrate {self._location}: {failure}")
-        if size:
-            self._pool = self._open_pool(size)
-        else:
-            self._conn = conn
+        self._run = self._db.run
 
     # -- plumbing ----------------------------------------------------------
     def __repr__(self) -> str:
@@ -119,108 +95,10 @@ class PostgresStore:
         return self._location
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-            if self._conn is not None:
-                self._conn.close()
+        self._db.close()
 
     def schema_version(self) -> int:
         return self._run(pg_schema.current_version)
-
-    def _connect_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "row_factory": dict_row,
-            "prepare_threshold": self._prepare_threshold,
-        }
-        return kwargs
-
-    def _conninfo(self) -> str:
-        """The URL for libpq, with memctl's defaults where the URL sets none."""
-        failure = None
-        try:
-            given = psycopg.conninfo.conninfo_to_dict(self._target.conninfo)
-        except psycopg.Error as exc:
-            failure = one_line(str(exc), self._target.secrets)
-        if failure is not None:
-            # Raised outside the except block, so the driver's exception
-            # (libpq quotes a malformed URL, password and all) is not even
-            # attached as the context.
-            raise StorageUnavailable(f"invalid database URL {self._location}: {failure}")
-        extra: dict[str, Any] = {}
-        if "connect_timeout" not in given:
-            extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        if "application_name" not in given:
-            extra["application_name"] = "memctl"
-        return psycopg.conninfo.make_conninfo(self._target.conninfo, **extra)
-
-    def _connect(self) -> Conn:
-        failure = ""
-        try:
-            conn = psycopg.connect(self._conninfo(), **self._connect_kwargs())
-        except psycopg.Error as exc:
-            failure = one_line(str(exc), self._target.secrets)
-        else:
-            _configure(conn)
-            return conn
-        raise StorageUnavailable(f"cannot connect to {self._location}: {failure}")
-
-    def _open_pool(self, size: int) -> Any:
-        from psycopg_pool import ConnectionPool
-
-        return ConnectionPool(
-            self._conninfo(),
-            min_size=1,
-            max_size=size,
-            kwargs=self._connect_kwargs(),
-            configure=_configure,
-            # A connection that died while idle in the pool is replaced at
-            # checkout instead of failing the caller's first statement.
-            check=ConnectionPool.check_connection,
-            name="memctl",
-            open=True,
-        )
-
-    @contextmanager
-    def _connection(self) -> Iterator[Conn]:
-        if self._pool is not None:
-            with self._pool.connection() as conn:
-                yield conn
-            return
-        with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            yield self._conn
-
-    def _run(self, op: Callable[[Conn], T], retried: Callable[[Conn], T] | None = None) -> T:
-        """Run ``op`` on a connection; if the connection drops, once more on a new one.
-
-        ``retried`` (default ``op``) is what runs the second time: writes pass a
-        variant that recognises its own first attempt, committed but unacknowledged.
-        """
-        failure = ""
-        for number, attempt in enumerate((op, retried or op)):
-            try:
-                with self._connection() as conn:
-                    try:
-                        return attempt(conn)
-                    except psycopg.OperationalError as exc:
-                        lost = conn.closed or conn.broken
-                        failure = one_line(str(exc), self._target.secrets)
-            except psycopg.DataError as exc:
-                # Values PostgreSQL cannot hold (a NUL character) that the
-                # input layer normally replaces before they get here.
-                failure = one_line(str(exc), self._target.secrets)
-                lost = False
-                raise BadInput(f"cannot store this value: {failure}") from None
-            except psycopg.Error as exc:
-                if self._pool is None or not isinstance(exc, _pool_errors()):
-                    raise
-                failure, lost = one_line(str(exc), self._target.secrets), False
-            if not lost or number:
-                break
-        raise StorageUnavailable(f"lost the connection to {self._location}: {failure}")
 
     # -- sessions ----------------------------------------------------------
     def create_session(
@@ -396,10 +274,15 @@ class PostgresStore:
         # Ids and times are fixed before the first attempt: a retry after a
         # lost acknowledgement then finds its events instead of adding copies.
         chosen = [e.id is not None for e in events]
-        stamped = [replace(e, id=e.id or new_id("e"), ts=e.ts or now_ts()) for e in events]
+        now = now_ts()  # one time for the batch, as on SQLite
+        stamps = [stamp(e, new_id("e"), now) for e in events]
         return self._run(
-            lambda conn: append_events(conn, session_id, stamped, writer, chosen, retry=False),
-            lambda conn: append_events(conn, session_id, stamped, writer, chosen, retry=True),
+            lambda conn: append_events(
+                conn, session_id, events, stamps, writer, chosen, retry=False
+            ),
+            lambda conn: append_events(
+                conn, session_id, events, stamps, writer, chosen, retry=True
+            ),
         )
 
     def events(
@@ -420,6 +303,27 @@ class PostgresStore:
             return [event_from_row(row) for row in rows]
 
         return self._run(read)
+
+    def recent_events(self, limit: int) -> list[Event]:
+        def read(conn: Conn) -> list[Event]:
+            rows = conn.execute(
+                "SELECT * FROM events ORDER BY ts DESC, session DESC, seq DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+            return [event_from_row(row) for row in rows]
+
+        return self._run(read)
+
+    def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
+        def read(conn: Conn) -> list[Event]:
+            rows = conn.execute(
+                "SELECT e.* FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY"
+                " AS k(session, seq, n) JOIN events e USING (session, seq) ORDER BY k.n",
+                ([session for session, _ in keys], [seq for _, seq in keys]),
+            ).fetchall()
+            return [event_from_row(row) for row in rows]
+
+        return self._run(read) if keys else []
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(
@@ -464,75 +368,21 @@ class PostgresStore:
 
         return self._run(latest)
 
+    def checkpoints(self, session_id: str) -> list[Checkpoint]:
+        def read(conn: Conn) -> list[Checkpoint]:
+            rows = conn.execute(
+                "SELECT * FROM checkpoints WHERE session = %s ORDER BY pk", (session_id,)
+            ).fetchall()
+            return [_checkpoint_from_row(row) for row in rows]
+
+        return self._run(read)
+
     # -- maintenance -------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        def gather(conn: Conn) -> dict[str, Any]:
-            counts = conn.execute(
-                "SELECT (SELECT count(*) FROM sessions) AS sessions,"
-                " (SELECT count(*) FROM events) AS events,"
-                " (SELECT count(*) FROM checkpoints) AS checkpoints,"
-                " current_database() AS database, current_schema() AS schema,"
-                " current_setting('server_version') AS server_version"
-            ).fetchone()
-            assert counts is not None
-            sizes = {
-                table: int(row["size"])
-                for table in ("sessions", "events", "checkpoints")
-                for row in conn.execute(
-                    "SELECT pg_total_relation_size(to_regclass(%s)) AS size", (table,)
-                ).fetchall()
-                if row["size"] is not None
-            }
-            return {
-                "backend": self.backend,
-                "location": self._location,
-                "schema_version": pg_schema.current_version(conn),
-                "server_version": counts["server_version"],
-                "database": counts["database"],
-                "schema": counts["schema"],
-                "sessions": int(counts["sessions"]),
-                "events": int(counts["events"]),
-                "checkpoints": int(counts["checkpoints"]),
-                "bytes": sizes,
-            }
-
-        return self._run(gather)
+        return self._run(lambda conn: pg_maint.info(conn, self.backend, self._location))
 
     def check(self) -> list[str]:
-        def inspect(conn: Conn) -> list[str]:
-            problems = []
-            version = pg_schema.current_version(conn)
-            if version != pg_schema.LATEST_VERSION:
-                problems.append(f"schema version {version}, expected {pg_schema.LATEST_VERSION}")
-            # The summaries must agree with the log they summarise.
-            for row in conn.execute(
-                "SELECT s.id, s.last_seq, s.events, count(e.seq) AS n,"
-                " coalesce(max(e.seq), 0) AS top"
-                " FROM sessions s LEFT JOIN events e ON e.session = s.id GROUP BY s.id"
-                " ORDER BY s.id"
-            ):
-                n, top = int(row["n"]), int(row["top"])
-                if n != row["events"] or top != row["last_seq"] or n != top:
-                    problems.append(
-                        f"session {row['id']}: summary says {row['events']} events up to seq "
-                        f"{row['last_seq']}, log has {n} up to {top}"
-                    )
-            return problems
-
-        return self._run(inspect)
-
-
-def _configure(conn: Conn) -> None:
-    # json columns come back as text, to be decoded by the ledger exactly as
-    # SQLite's are (psycopg would decode them itself, and a JSON scalar such
-    # as a checkpoint state of 2 would then not survive ledger.loads).
-    conn.adapters.register_loader("json", TextLoader)
-
-
-def _pool_errors() -> tuple[type[Exception], ...]:
-    from psycopg_pool import PoolTimeout
-
-    return (PoolTimeout,)
+        return self._run(pg_maint.check)
 
 
 def _session_row(conn: Conn, session_id: str, *, lock: bool) -> DictRow | None:

@@ -104,9 +104,9 @@ def _prepare_file(path: Path) -> None:
     SQLite creates ``-wal`` and ``-shm`` with the main file's mode, so they
     follow. An existing file open to others is left alone but reported.
     """
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         mode = stat.S_IMODE(path.stat().st_mode)

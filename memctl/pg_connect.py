@@ -1,0 +1,189 @@
+"""Connections to PostgreSQL for the adapter: one, or a pool; retried once when lost.
+
+Everything that touches libpq's error text lives here, because that text can
+quote the URL (password included): each message is scrubbed to one line and
+raised outside the ``except`` block that caught the driver's exception, so the
+original is not even attached as the context of the error memctl shows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.string import TextLoader
+
+from . import pg_schema
+from .errors import BadInput, StorageUnavailable
+from .pg_conninfo import PgTarget, one_line
+
+T = TypeVar("T")
+Conn = psycopg.Connection[DictRow]
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+class PgConnector:
+    """Hands out connections to one database and runs work on them."""
+
+    def __init__(self, target: PgTarget, *, pool_size: int | None, prepare_threshold: int | None):
+        self._target = target
+        self._location = target.safe
+        self._prepare_threshold = prepare_threshold
+        self._lock = threading.RLock()
+        self.conn: Conn | None = None
+        self.pool: Any = None
+        # Migrate on a plain connection first: it also proves the URL and the
+        # credentials work, and fails with one clear line if they do not.
+        conn = self._connect()
+        failure = None
+        try:
+            pg_schema.migrate(conn, self._location)
+        except psycopg.Error as exc:
+            failure = one_line(str(exc), target.secrets)
+        finally:
+            if failure is not None or pool_size:
+                conn.close()
+        if failure is not None:
+            raise StorageUnavailable(f"cannot migrate {self._location}: {failure}")
+        if pool_size:
+            self.pool = self._open_pool(pool_size)
+        else:
+            self.conn = conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self.pool is not None:
+                self.pool.close()
+            if self.conn is not None:
+                self.conn.close()
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "prepare_threshold": self._prepare_threshold,
+        }
+        return kwargs
+
+    def _conninfo(self) -> str:
+        """The URL for libpq, with memctl's defaults where the URL sets none."""
+        failure = None
+        try:
+            given = psycopg.conninfo.conninfo_to_dict(self._target.conninfo)
+        except psycopg.Error as exc:
+            failure = one_line(str(exc), self._target.secrets)
+        if failure is not None:
+            # Raised outside the except block, so the driver's exception
+            # (libpq quotes a malformed URL, password and all) is not even
+            # attached as the context.
+            raise StorageUnavailable(f"invalid database URL {self._location}: {failure}")
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in given:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        if "application_name" not in given:
+            extra["application_name"] = "memctl"
+        return psycopg.conninfo.make_conninfo(self._target.conninfo, **extra)
+
+    def _connect(self) -> Conn:
+        failure = ""
+        try:
+            conn = psycopg.connect(self._conninfo(), **self._connect_kwargs())
+        except psycopg.Error as exc:
+            failure = one_line(str(exc), self._target.secrets)
+        else:
+            _configure(conn)
+            return conn
+        raise StorageUnavailable(f"cannot connect to {self._location}: {failure}")
+
+    def _open_pool(self, size: int) -> Any:
+        from psycopg_pool import ConnectionPool
+
+        return ConnectionPool(
+            self._conninfo(),
+            min_size=1,
+            max_size=size,
+            kwargs=self._connect_kwargs(),
+            configure=_configure,
+            # No check at checkout (a round trip on every call): ``_run``
+            # checks the idle connections only after one was found dead.
+            name="memctl",
+            open=True,
+        )
+
+    @contextmanager
+    def connection(self) -> Iterator[Conn]:
+        if self.pool is not None:
+            with self.pool.connection() as conn:
+                yield conn
+            return
+        with self._lock:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect()
+            yield self.conn
+
+    def run(self, op: Callable[[Conn], T], retried: Callable[[Conn], T] | None = None) -> T:
+        """Run ``op`` on a connection; if the connection drops, once more on a new one.
+
+        ``retried`` (default ``op``) is what runs the second time: writes pass a
+        variant that recognises its own first attempt, committed but unacknowledged.
+        """
+        failure, outcome = "", "lost"
+        for number, attempt in enumerate((op, retried or op)):
+            used: Conn | None = None
+            try:
+                # The error leaves the ``with``: a pool then rolls back and
+                # discards a broken connection instead of committing on it.
+                with self.connection() as conn:
+                    used = conn
+                    return attempt(conn)
+            except psycopg.DataError as exc:
+                # Values PostgreSQL cannot hold (a NUL character) that the
+                # input layer normally replaces before they get here.
+                failure, outcome = one_line(str(exc), self._target.secrets), "bad"
+            except psycopg.OperationalError as exc:
+                failure = one_line(str(exc), self._target.secrets)
+                if used is None:
+                    outcome = "unreachable"  # the pool found no connection in time
+                elif not _connection_lost(exc, used):
+                    outcome = "error"
+            if outcome != "lost" or number:
+                break
+            if self.pool is not None:
+                # After a server restart every idle connection is dead: drop
+                # them all now, or the retry would just draw the next corpse.
+                self.pool.check()
+            else:
+                with self._lock:
+                    if self.conn is not None:
+                        self.conn.close()  # connection() opens a fresh one
+        # Raised here, outside the except blocks, so no driver exception is chained.
+        if outcome == "bad":
+            raise BadInput(f"cannot store this value: {failure}")
+        if outcome == "unreachable":
+            raise StorageUnavailable(f"cannot connect to {self._location}: {failure}")
+        if outcome == "error":
+            raise StorageUnavailable(f"database error on {self._location}: {failure}")
+        raise StorageUnavailable(f"lost the connection to {self._location}: {failure}")
+
+
+def _connection_lost(exc: psycopg.OperationalError, conn: Conn) -> bool:
+    """Whether ``exc`` means the connection is gone (rather than a refused statement).
+
+    Errors raised by libpq itself carry no SQLSTATE ("server closed the
+    connection unexpectedly", "sending query failed"); the server says 57P0x
+    when it terminates a backend and 08xxx for connection failures.
+    """
+    state = exc.sqlstate
+    return conn.closed or conn.broken or state is None or state.startswith(("57P", "08"))
+
+
+def _configure(conn: Conn) -> None:
+    # json columns come back as text, to be decoded by the ledger exactly as
+    # SQLite's are (psycopg would decode them itself, and a JSON scalar such
+    # as a checkpoint state of 2 would then not survive ledger.loads).
+    conn.adapters.register_loader("json", TextLoader)
