@@ -201,7 +201,11 @@ class Memory:
             note = clean_value(note, "note")
         return self.store.checkpoint(session_id, state, note, writer)
 
-    def end(self, session_id: str, writer: Writer, *, abandon: bool = False) -> SessionInfo:
+    def end(
+        self, session_id: str, writer: Writer | None = None, *, abandon: bool = False
+    ) -> SessionInfo:
+        """End (or abandon) a session; ``writer`` defaults to this process, without an epoch."""
+        writer = writer or Writer(Identity.of(os.getpid()))
         return self.store.end_session(session_id, "abandoned" if abandon else "ended", writer)
 
     # -- facts -------------------------------------------------------------
@@ -257,7 +261,7 @@ class Memory:
 
     def abandon(self, session_id: str) -> SessionInfo:
         """Mark a session abandoned on a person's word: it is not offered for recovery again."""
-        return self.end(session_id, Writer(Identity.of(os.getpid())), abandon=True)
+        return self.end(session_id, abandon=True)
 
     # -- resuming ----------------------------------------------------------
     def restore(self, session_id: str, *, since_checkpoint: bool = False) -> Resumed:
