@@ -31,8 +31,8 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check memctl tests bench
-	$(BIN)/ruff format --check memctl tests bench
+	$(BIN)/ruff check memctl tests bench examples
+	$(BIN)/ruff format --check memctl tests bench examples
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

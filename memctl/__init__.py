@@ -7,6 +7,8 @@ until something needs them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .core import Memory, Session, open
 from .errors import (
     BadInput,
@@ -22,6 +24,19 @@ from .models import Checkpoint, Event, SessionInfo, Status
 from .working import Message, WorkingMemory
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .episodes import EpisodeStorage, SQLiteEpisodeStorage
+    from .pg_episodes import PostgresEpisodeStorage
+    from .recovery import welcome_back
+    from .seed import (
+        CheckpointManager,
+        EpisodeEvent,
+        EpisodicMemory,
+        PersistentMemorySystem,
+        SemanticMemory,
+        SessionStore,
+    )
 
 # Loaded on first use, so `import memctl` (and `memctl record`) stays cheap.
 _LAZY = {

@@ -54,7 +54,7 @@ def test_agent_killed_mid_run_finishes_after_restart(db_url: str) -> None:
         contents = [e.content for e in events if e.type == "message"]
         assert contents.count("Together they have 24 words.") == 1
         real_results = [
-            e.content
+            e.content or ""
             for e in events
             if e.role == "tool" and not (e.content or "").startswith("[memctl] Interrupted")
         ]
@@ -67,7 +67,7 @@ def test_agent_killed_mid_run_finishes_after_restart(db_url: str) -> None:
                 "12",
             ]
         )
-        calls = [e.tool_call["id"] for e in events if e.tool_call]
-        answered = [e.tool_call_id for e in events if e.role == "tool"]
+        calls = [str(e.tool_call["id"]) for e in events if e.tool_call]
+        answered = [e.tool_call_id or "" for e in events if e.role == "tool"]
         assert sorted(calls) == sorted(answered), "every tool call has exactly one answer"
         assert mem.get(session.id).status.value == "ended"
