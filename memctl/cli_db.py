@@ -25,9 +25,9 @@ def db_path(ctx: typer.Context) -> None:
 
     url = resolve_url(state_of(ctx).url)
     if is_postgres(url):
-        from .redact import redact_url
+        from .pg_conninfo import parse_target
 
-        typer.echo(redact_url(url))
+        typer.echo(parse_target(url).safe)
     else:
         typer.echo(sqlite_path(url).resolve())
 
