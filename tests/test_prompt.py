@@ -11,6 +11,8 @@ import pytest
 
 import memctl
 from memctl.models import Status
+from memctl.owners import Identity
+from memctl.storage import Writer
 from tests.conftest import MEMCTL, run_memctl
 
 
@@ -78,3 +80,34 @@ def test_stored_escape_sequences_do_not_reach_terminal(sqlite_url: str) -> None:
     assert "\x1b]0;pwned" not in shown and "\x1b[2J" not in shown
     assert "\\x1b]0;pwned" in shown
     assert "[bold red]markup[/]" in shown
+
+
+WELCOME = """
+import memctl
+session = memctl.welcome_back(memctl.open())
+if session is None:
+    print("RESULT none")
+else:
+    print("RESULT", session.id, len(session.working), session.restored.checkpoint.state)
+"""
+
+
+def test_welcome_back_restores_for_a_python_agent(db_url: str) -> None:
+    """memctl.welcome_back() shows the panel, and on yes returns the restored session."""
+    _crashed_session(db_url, "pty4", "Reading the billing code")
+    with memctl.open(db_url) as mem:
+        mem.store.checkpoint("pty4", {"step": 7}, "half way", _dead_writer())
+    env = {**os.environ, "MEMCTL_DB": db_url, "COLUMNS": "100", "TERM": "xterm"}
+    term = pexpect.spawn(sys.executable, ["-c", WELCOME], env=env, timeout=20, encoding="utf-8")
+    term.expect("Welcome back")
+    term.expect("Reading the billing code")
+    term.expect(r"Continue\? \[Y/n\]")
+    term.sendline("y")
+    term.expect(r"RESULT pty4 2 \{'step': 7\}")
+    term.expect(pexpect.EOF)
+
+
+def _dead_writer() -> Writer:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return Writer(Identity.of(child.pid))
