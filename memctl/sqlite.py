@@ -10,19 +10,15 @@ SQLITE_BUSY when another writer got there first, whatever the timeout.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import stat
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import sqlite_copy, sqlite_facts, sqlite_search
+from . import sqlite_copy, sqlite_facts, sqlite_maint, sqlite_search
 from .errors import (
     BadInput,
     Conflict,
@@ -53,74 +49,26 @@ from .models import (
     NewEvent,
     SessionInfo,
     Status,
-    event_from_values,
 )
 from .search import SearchHit
 from .sqlite_schema import LATEST_VERSION, MIGRATIONS, SEARCH_VERSION, build_migrations
-from .sqlite_search import rowid as _rowid
+from .sqlite_sql import (
+    EVENT_AT,
+    EVENTS_AFTER,
+    EVENTS_TAIL,
+    MESSAGES_AFTER,
+    RECENT_EVENTS,
+    SESSION_SELECT,
+    SET_OWNER,
+    WRITE_SUMMARY,
+    checkpoint_from_row,
+    insert_event,
+    owner_values,
+    read_events,
+)
 from .storage import Progress, SearchFilters, Writer
 
 BUSY_TIMEOUT_SECONDS = 30.0
-
-_SESSION_SELECT = """
-    SELECT s.*, e.role AS lm_role, e.content AS lm_content, e.ts AS lm_ts
-    FROM sessions s
-    LEFT JOIN events e ON e.session = s.id AND e.seq = s.last_message_seq
-"""
-
-
-# Constant SQL only (the column list is spelled out, not formatted in).
-_EVENTS_AFTER = (
-    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
-    " FROM events WHERE session = ? AND seq > ? ORDER BY seq"
-)
-_MESSAGES_AFTER = (
-    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
-    " FROM events WHERE session = ? AND seq > ? AND type = 'message' ORDER BY seq"
-)
-# messages_only is bound like every other value: the SQL text never changes.
-_EVENTS_TAIL = (
-    "SELECT * FROM (SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
-    " FROM events WHERE session = ? AND seq > ? AND (? = 0 OR type = 'message')"
-    " ORDER BY seq DESC LIMIT ?) ORDER BY seq"
-)
-_EVENT_AT = (
-    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
-    " FROM events WHERE session = ? AND seq = ?"
-)
-_RECENT_EVENTS = (
-    "SELECT session, seq, id, ts, type, role, content, tool_call, tool_call_id, payload"
-    " FROM events ORDER BY ts DESC, pk DESC LIMIT ?"
-)
-
-
-class InsecurePermissions(UserWarning):
-    """The database file can be read by other users."""
-
-
-def _prepare_file(path: Path) -> None:
-    """Create the directory 0700 and the file 0600 before SQLite touches them.
-
-    SQLite creates ``-wal`` and ``-shm`` with the main file's mode, so they
-    follow. An existing file open to others is left alone but reported.
-    """
-    try:
-        if not path.parent.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            warnings.warn(
-                f"{path} is readable by other users (mode {mode:o}); "
-                f"run 'chmod 600 {path}' to keep agent memory private",
-                InsecurePermissions,
-                stacklevel=3,
-            )
-    except OSError as exc:
-        raise StorageUnavailable(f"cannot create {path}: {exc.strerror}") from None
-    else:
-        os.close(fd)
 
 
 class SQLiteStore:
@@ -135,7 +83,7 @@ class SQLiteStore:
         self._progress = progress
         self._lock = threading.RLock()
         self._timeout = BUSY_TIMEOUT_SECONDS
-        _prepare_file(path)
+        sqlite_maint.prepare_file(path)
         try:
             self._conn = sqlite3.connect(
                 str(path),
@@ -228,24 +176,14 @@ class SQLiteStore:
 
     def _session_row(self, session_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._conn.execute(
-            _SESSION_SELECT + " WHERE s.id = ?", (session_id,)
+            SESSION_SELECT + " WHERE s.id = ?", (session_id,)
         ).fetchone()
         return row
 
     def _set_owner(self, session_id: str, ownership: Ownership) -> None:
-        owner = ownership.owner
         self._conn.execute(
-            "UPDATE sessions SET owner_host = ?, owner_pid = ?, owner_start = ?, owner_boot = ?,"
-            " lease_until = ?, epoch = ? WHERE id = ?",
-            (
-                owner.host if owner else None,
-                owner.pid if owner else None,
-                owner.start_time if owner else None,
-                owner.boot_id if owner else None,
-                owner.lease_until if owner else None,
-                ownership.epoch,
-                session_id,
-            ),
+            SET_OWNER,
+            (*owner_values(ownership), session_id),
         )
 
     # -- sessions ----------------------------------------------------------
@@ -354,7 +292,7 @@ class SQLiteStore:
             params.append("open" if status in (Status.ACTIVE, Status.INCOMPLETE) else status.value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         cursor = self._conn.execute(
-            _SESSION_SELECT + where + " ORDER BY s.last_activity_at DESC", params
+            SESSION_SELECT + where + " ORDER BY s.last_activity_at DESC", params
         )
         now = time.time()
         found: list[SessionInfo] = []
@@ -414,25 +352,10 @@ class SQLiteStore:
                         continue
                 event_id, ts = stamp(event, new_id("e"), stamp_now)
                 seq = summary.last_seq + 1
-                inserted = conn.execute(
-                    "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
-                    " tool_call_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        session_id,
-                        seq,
-                        event_id,
-                        ts,
-                        event.type,
-                        event.role,
-                        event.content,
-                        dumps(event.tool_call),
-                        event.tool_call_id,
-                        dumps(event.payload),
-                    ),
-                )
+                pk = insert_event(conn, session_id, seq, event_id, ts, event)
                 summary = summarise(summary, event, seq, ts)
                 seqs.append(seq)
-                to_index.append((_rowid(inserted), event.content, event.tool_call, event.payload))
+                to_index.append((pk, event.content, event.tool_call, event.payload))
             # Same transaction: an event and its index entry commit together.
             sqlite_search.index_events(conn, to_index)
             self._write_summary(session_id, summary, ownership, reopen=state != "open")
@@ -441,14 +364,8 @@ class SQLiteStore:
     def _write_summary(
         self, session_id: str, summary: Summary, ownership: Ownership, *, reopen: bool
     ) -> None:
-        owner = ownership.owner
         self._conn.execute(
-            "UPDATE sessions SET last_seq = ?, events = ?, messages = ?, last_message_seq = ?,"
-            " last_activity_at = ?, pending_tool_call = ?,"
-            " state = CASE WHEN ? THEN 'open' ELSE state END,"
-            " ended_at = CASE WHEN ? THEN NULL ELSE ended_at END,"
-            " owner_host = ?, owner_pid = ?, owner_start = ?, owner_boot = ?, lease_until = ?,"
-            " epoch = ? WHERE id = ?",
+            WRITE_SUMMARY,
             (
                 summary.last_seq,
                 summary.events,
@@ -458,12 +375,7 @@ class SQLiteStore:
                 dumps(summary.pending_tool_call),
                 reopen,
                 reopen,
-                owner.host if owner else None,
-                owner.pid if owner else None,
-                owner.start_time if owner else None,
-                owner.boot_id if owner else None,
-                owner.lease_until if owner else None,
-                ownership.epoch,
+                *owner_values(ownership),
                 session_id,
             ),
         )
@@ -477,30 +389,20 @@ class SQLiteStore:
         messages_only: bool = False,
     ) -> list[Event]:
         if tail is not None:
-            sql = _EVENTS_TAIL
+            sql = EVENTS_TAIL
             params: tuple[object, ...] = (session_id, after_seq, int(messages_only), tail)
         else:
             # A plain range scan: wrapping it like the tail query makes SQLite
             # sort the whole session again in a temporary b-tree.
-            sql = _MESSAGES_AFTER if messages_only else _EVENTS_AFTER
+            sql = MESSAGES_AFTER if messages_only else EVENTS_AFTER
             params = (session_id, after_seq)
         return self._read_events(sql, params)
 
     def _read_events(self, sql: str, params: tuple[object, ...]) -> list[Event]:
-        # Plain tuples decoded by position: resume reads thousands of rows,
-        # and sqlite3.Row lookups by name cost a third of the read.
-        cursor = self._conn.cursor()
-        cursor.row_factory = None
-        loads_ = json.loads
-        return [
-            event_from_values(
-                s, q, i, t, k, r, c, loads_(tc) if tc else None, tid, loads_(p) if p else None
-            )
-            for s, q, i, t, k, r, c, tc, tid, p in cursor.execute(sql, params)
-        ]
+        return read_events(self._conn, sql, params)
 
     def recent_events(self, limit: int) -> list[Event]:
-        return self._read_events(_RECENT_EVENTS, (limit,))
+        return self._read_events(RECENT_EVENTS, (limit,))
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(
@@ -539,16 +441,7 @@ class SQLiteStore:
         row = self._conn.execute(
             "SELECT * FROM checkpoints WHERE session = ? ORDER BY pk DESC LIMIT 1", (session_id,)
         ).fetchone()
-        if row is None:
-            return None
-        return Checkpoint(
-            session=row["session"],
-            seq=int(row["seq"]),
-            id=row["id"],
-            ts=row["ts"],
-            note=row["note"],
-            state=loads(row["state"]),
-        )
+        return checkpoint_from_row(row) if row is not None else None
 
     def checkpoints(self, session_id: str) -> list[Checkpoint]:
         return sqlite_copy.checkpoints(self._conn, session_id)
@@ -612,7 +505,7 @@ class SQLiteStore:
     def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
         found: list[Event] = []
         for session_id, seq in keys:
-            found.extend(self._read_events(_EVENT_AT, (session_id, seq)))
+            found.extend(self._read_events(EVENT_AT, (session_id, seq)))
         return found
 
     def rebuild_search(self) -> int:
@@ -625,44 +518,10 @@ class SQLiteStore:
 
     # -- maintenance -------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        from sqlite_utils import Database
-
-        db = Database(self._conn)
-        sizes = {
-            suffix or "db": os.path.getsize(str(self.path) + suffix)
-            for suffix in ("", "-wal")
-            if os.path.exists(str(self.path) + suffix)
-        }
-        return {
-            "backend": self.backend,
-            "location": str(self.path),
-            "schema_version": self.schema_version(),
-            "sqlite_version": sqlite3.sqlite_version,
-            "journal_mode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
-            "sessions": db["sessions"].count,
-            "events": db["events"].count,
-            "checkpoints": db["checkpoints"].count,
-            "bytes": sizes,
-        }
+        return sqlite_maint.info(self._conn, self.path, self.schema_version())
 
     def check(self) -> list[str]:
-        problems = [
-            f"integrity: {row[0]}"
-            for row in self._conn.execute("PRAGMA integrity_check").fetchall()
-            if row[0] != "ok"
-        ]
-        # The summaries must agree with the log they summarise.
-        for row in self._conn.execute(
-            "SELECT s.id, s.last_seq, s.events, count(e.pk) AS n, coalesce(max(e.seq), 0) AS top"
-            " FROM sessions s LEFT JOIN events e ON e.session = s.id GROUP BY s.id"
-        ):
-            if row["n"] != row["events"] or row["top"] != row["last_seq"] or row["n"] != row["top"]:
-                problems.append(
-                    f"session {row['id']}: summary says {row['events']} events up to seq "
-                    f"{row['last_seq']}, log has {row['n']} up to {row['top']}"
-                )
-        problems.extend(sqlite_search.check(self._conn))
-        return problems
+        return sqlite_maint.check(self._conn)
 
 
 def _idempotent_seq(existing: sqlite3.Row, event_id: str, session_id: str) -> int:

@@ -16,7 +16,7 @@ from . import sqlite_search
 from .errors import Conflict
 from .ledger import Summary, dumps, loads, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
-from .sqlite_search import rowid as _rowid
+from .sqlite_sql import checkpoint_from_row, insert_event
 
 
 def import_session(
@@ -79,24 +79,10 @@ def import_session(
             continue
         if event.seq != summary.last_seq + 1:
             raise Conflict(f"session {info.id}: seq {event.seq} would leave a gap; not copying")
-        inserted = conn.execute(
-            "INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,"
-            " tool_call_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                info.id,
-                event.seq,
-                event.id,
-                event.ts,
-                event.type,
-                event.role,
-                event.content,
-                dumps(event.tool_call),
-                event.tool_call_id,
-                dumps(event.payload),
-            ),
-        )
-        summary = summarise(summary, _as_new(event), event.seq, event.ts)
-        to_index.append((_rowid(inserted), event.content, event.tool_call, event.payload))
+        new = _as_new(event)
+        pk = insert_event(conn, info.id, event.seq, event.id, event.ts, new)
+        summary = summarise(summary, new, event.seq, event.ts)
+        to_index.append((pk, event.content, event.tool_call, event.payload))
         added += 1
     sqlite_search.index_events(conn, to_index)
     for checkpoint in checkpoints:
@@ -148,17 +134,7 @@ def checkpoints(conn: sqlite3.Connection, session_id: str) -> list[Checkpoint]:
     rows = conn.execute(
         "SELECT * FROM checkpoints WHERE session = ? ORDER BY pk", (session_id,)
     ).fetchall()
-    return [
-        Checkpoint(
-            session=row["session"],
-            seq=int(row["seq"]),
-            id=row["id"],
-            ts=row["ts"],
-            note=row["note"],
-            state=loads(row["state"]),
-        )
-        for row in rows
-    ]
+    return [checkpoint_from_row(row) for row in rows]
 
 
 def import_fact(conn: sqlite3.Connection, fact: Fact | None, history: Sequence[FactChange]) -> bool:
