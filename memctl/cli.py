@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, cli_recover
 from .cli_common import (
     MAX_COUNT,
     JsonlOpt,
@@ -34,11 +34,10 @@ from .cli_common import (
 )
 from .cli_db import db_app
 from .cli_fact import fact_app
-from .errors import BadInput, NothingToRecover
+from .errors import BadInput
 from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
 from .models import Status
 from .owners import cli_owner_pid
-from .storage import resolve_url
 from .text import dumps
 
 app = typer.Typer(
@@ -50,8 +49,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Crash-safe memory for LLM agents: record, checkpoint, recover, search.",
 )
-app.add_typer(fact_app, name="fact")
-app.add_typer(db_app, name="db")
 
 
 def _version(value: bool) -> None:
@@ -441,104 +438,10 @@ def end(
     say(f"memctl: {info.status.value} {session_id}")
 
 
-@app.command()
-def recover(
-    ctx: typer.Context,
-    session: Annotated[
-        str | None, typer.Argument(help="Recover this session [default: the newest incomplete]")
-    ] = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Resume without asking; print the session id.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="List incomplete sessions as JSON; claims nothing.")
-    ] = False,
-    owner_pid: OwnerPidOpt = None,
-) -> None:
-    """Find sessions a crash left unfinished and pick one up.
-
-    On a terminal, shows where the agent left off and asks to continue.
-    Exit 4 when there is nothing to recover (`--json` prints [] and exits 0).
-    """
-    from . import recovery
-
-    memory = state_of(ctx).memory()
-    session_id = memory.resolve(session) if session else None
-    if as_json:
-        found = [
-            info
-            for info in recovery.candidates(memory, session_id)
-            if info.status is Status.INCOMPLETE
-        ]
-        typer.echo(dumps([info.to_dict() for info in found]))
-        return
-    found = recovery.candidates(memory, session_id)
-    if not found:
-        raise NothingToRecover("nothing to recover: no incomplete sessions")
-    target = found[0]
-    pid = cli_owner_pid(owner_pid)
-    if yes:
-        recovery.recover(memory, target, owner_pid=pid)
-        typer.echo(target.id)
-        return
-    if not sys.stdin.isatty():
-        raise BadInput(
-            "stdin is not a terminal, so memctl will not ask: pass --yes to resume "
-            f"{target.id}, or --json to list"
-        )
-    from rich.console import Console
-
-    from .panel import welcome_panel
-    from .resume import emit_resumed
-
-    Console(stderr=True, highlight=False).print(welcome_panel(target, more=len(found) - 1))
-    if recovery.ask_yes_no("Continue?", default=True):
-        claimed = recovery.recover(memory, target, owner_pid=pid)
-        emit_resumed(memory.restore(target.id), "transcript", fancy=fancy())
-        say(f"memctl: resumed {target.id} (epoch {claimed.epoch}); it is yours now")
-    elif recovery.ask_yes_no("Mark it abandoned, so it is not offered again?", default=False):
-        memory.abandon(target.id)
-        say(f"memctl: abandoned {target.id}")
-
-
-@app.command(
-    context_settings={"allow_interspersed_args": False},
-)
-def run(
-    ctx: typer.Context,
-    command: Annotated[list[str], typer.Argument(help="The agent command, after --.")],
-    session_id: Annotated[
-        str | None, typer.Option("--id", help="Id for the new session [default: generated]")
-    ] = None,
-    resume_id: Annotated[
-        str | None, typer.Option("--resume", help="Continue this session instead of a new one.")
-    ] = None,
-    title: Annotated[
-        str | None, typer.Option("--title", "-t", help="Title for a new session.")
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="With --resume: take over from a live owner.")
-    ] = False,
-) -> None:
-    """Run an agent inside a session: `memctl run -- python agent.py`.
-
-    The child gets MEMCTL_SESSION, MEMCTL_DB, MEMCTL_OWNER_PID and
-    MEMCTL_EPOCH. Exit 0 ends the session; a crash or a signal leaves it
-    incomplete for `memctl recover`. memctl exits with the child's status.
-    """
-    from .runner import run_child
-
-    if session_id and resume_id:
-        raise BadInput("--id starts a new session and --resume continues one: pick one")
-    state = state_of(ctx)
-    memory = state.memory()
-    if resume_id:
-        session = memory.claim(memory.resolve(resume_id), force=force)
-    else:
-        session = memory.start(title, session_id=session_id)
-    say(f"memctl: running in session {session.id}")
-    code = run_child(memory, session, resolve_url(state.url), command)
-    raise typer.Exit(code)
+# After the commands above, so --help lists them in the order a session goes.
+cli_recover.register(app)
+app.add_typer(fact_app, name="fact")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:
