@@ -123,6 +123,23 @@ class Summary:
     last_activity_at: str
     pending_tool_call: JsonObject | None
 
+    @classmethod
+    def empty(cls, created_at: str) -> Summary:
+        """The summary of a session with no events yet."""
+        return cls(0, 0, 0, None, created_at, None)
+
+    @classmethod
+    def from_row(cls, row: Row) -> Summary:
+        """Read the summary columns of a sessions row."""
+        return cls(
+            int(row["last_seq"]),
+            int(row["events"]),
+            int(row["messages"]),
+            row["last_message_seq"],
+            row["last_activity_at"],
+            loads(row["pending_tool_call"]),
+        )
+
 
 def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
     """The summary after appending ``event`` at ``seq``."""

@@ -32,7 +32,6 @@ from .ledger import (
     Ownership,
     Summary,
     dumps,
-    loads,
     owner_from_row,
     ownership_for_claim,
     ownership_for_write,
@@ -327,20 +326,13 @@ class SQLiteStore:
                     (session_id, stamp_now, stamp_now),
                 )
                 ownership = Ownership(writer_owner(writer, now), 1)
-                summary = Summary(0, 0, 0, None, stamp_now, None)
+                summary = Summary.empty(stamp_now)
                 state = "open"
             else:
                 ownership = ownership_for_write(
                     row["state"], owner_from_row(row), row["epoch"], writer, now
                 )
-                summary = Summary(
-                    row["last_seq"],
-                    row["events"],
-                    row["messages"],
-                    row["last_message_seq"],
-                    row["last_activity_at"],
-                    loads(row["pending_tool_call"]),
-                )
+                summary = Summary.from_row(row)
                 state = row["state"]
             for event in events:
                 if event.id is not None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from . import sqlite_search
 from .errors import Conflict
-from .ledger import Summary, dumps, loads, summarise
+from .ledger import Summary, dumps, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
 from .sqlite_sql import checkpoint_from_row, insert_event
 
@@ -53,16 +53,9 @@ def import_session(
                 info.epoch,
             ),
         )
-        summary = Summary(0, 0, 0, None, info.created_at, None)
+        summary = Summary.empty(info.created_at)
     else:
-        summary = Summary(
-            row["last_seq"],
-            row["events"],
-            row["messages"],
-            row["last_message_seq"],
-            row["last_activity_at"],
-            loads(row["pending_tool_call"]),
-        )
+        summary = Summary.from_row(row)
     added = 0
     to_index: list[sqlite_search.IndexRow] = []
     for event in events:
