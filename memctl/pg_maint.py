@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import pg_schema
+from . import pg_schema, pg_search
 from .pg_connect import Conn
 
 
@@ -14,6 +14,7 @@ def info(conn: Conn, backend: str, location: str) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM sessions) AS sessions,"
         " (SELECT count(*) FROM events) AS events,"
         " (SELECT count(*) FROM checkpoints) AS checkpoints,"
+        " (SELECT count(*) FROM facts) AS facts,"
         " current_database() AS database, current_schema() AS schema,"
         " current_setting('server_version') AS server_version"
     ).fetchone()
@@ -36,12 +37,16 @@ def info(conn: Conn, backend: str, location: str) -> dict[str, Any]:
         "sessions": int(counts["sessions"]),
         "events": int(counts["events"]),
         "checkpoints": int(counts["checkpoints"]),
+        "facts": int(counts["facts"]),
         "bytes": sizes,
     }
 
 
 def check(conn: Conn) -> list[str]:
-    """Integrity problems: a schema not at the latest version, summaries that disagree with the log."""
+    """Integrity problems: an old schema, summaries or search vectors that disagree with the data.
+
+    Each search problem says how to fix it (``memctl db check --rebuild-search``).
+    """
     problems = []
     version = pg_schema.current_version(conn)
     if version != pg_schema.LATEST_VERSION:
@@ -59,4 +64,7 @@ def check(conn: Conn) -> list[str]:
                 f"session {row['id']}: summary says {row['events']} events up to seq "
                 f"{row['last_seq']}, log has {n} up to {top}"
             )
+    if version >= pg_schema.LATEST_VERSION:
+        problems.extend(pg_search.check(conn))
+        problems.extend(pg_search.check_facts(conn))
     return problems

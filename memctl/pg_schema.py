@@ -10,7 +10,10 @@ Rules for a migration: append only (never edit one that has shipped), and
 every statement must run inside a transaction (no ``CREATE INDEX
 CONCURRENTLY``, no ``VACUUM``), because the whole upgrade is one transaction
 holding an advisory lock: two processes starting at once on a fresh database
-queue on the lock instead of both creating the tables.
+queue on the lock instead of both creating the tables. A step may also be a
+Python function, run at that point of the same transaction: that is how the
+search migration indexes the events a database already holds (its work is
+complete or absent, never half done).
 
 Text that memctl sorts or compares by prefix (ids, timestamps) is ``COLLATE
 "C"``: byte order, the same as SQLite, whatever the database's locale. JSON
@@ -20,19 +23,34 @@ text as written, so key order and numbers round-trip exactly as on SQLite.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
 
 from .errors import SchemaTooNew
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
+# progress(done, total) for migrations that backfill.
+Progress = Callable[[int, int], None]
+# A step of a migration: an SQL statement, or Python work (a backfill) that
+# runs at that point of the same transaction.
+Step = Union[str, Callable[["Connection[Any]", Union[Progress, None]], object]]
+
+
+def _index_events(conn: Connection[Any], progress: Progress | None) -> int:
+    # Imported here: pg_search is only needed by a database that predates search.
+    from .pg_search import backfill
+
+    return backfill(conn, progress)
+
+
 VERSION_TABLE = "memctl_migrations"
 # First key of the two-key advisory lock; the second is the schema's hash, so
 # migrations of different schemas on one server do not wait for each other.
 LOCK_CLASS = 0x6D656D  # "mem"
 
-MIGRATIONS: list[tuple[str, list[str]]] = [
+MIGRATIONS: list[tuple[str, list[Step]]] = [
     (
         "0001_sessions_events_checkpoints",
         [
@@ -97,6 +115,52 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "0002_events_by_time",
         ["CREATE INDEX events_by_ts ON events (ts)"],
     ),
+    (
+        # Full-text search: memctl's tokens as a tsvector (see pg_search). The
+        # events already there are indexed in Python before the GIN index is
+        # built, so the index is built once instead of updated row by row.
+        "0003_search",
+        [
+            "ALTER TABLE events ADD COLUMN search tsvector",
+            _index_events,
+            "CREATE INDEX events_search ON events USING gin (search)",
+        ],
+    ),
+    (
+        # Semantic memory, as SQLite's 0002_facts plus a search vector.
+        "0004_facts",
+        [
+            """
+            CREATE TABLE facts (
+                pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id text COLLATE "C" NOT NULL UNIQUE,
+                key text COLLATE "C" UNIQUE,
+                text text NOT NULL,
+                tags text[] NOT NULL DEFAULT '{}',
+                session text COLLATE "C",
+                seq bigint,
+                created_at text COLLATE "C" NOT NULL,
+                updated_at text COLLATE "C" NOT NULL,
+                search tsvector NOT NULL
+            )
+            """,
+            "CREATE INDEX facts_by_update ON facts (updated_at, pk)",
+            "CREATE INDEX facts_search ON facts USING gin (search)",
+            """
+            CREATE TABLE fact_history (
+                pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                fact text COLLATE "C" NOT NULL,
+                key text COLLATE "C",
+                action text NOT NULL CHECK (action IN ('ADD', 'UPDATE', 'DELETE')),
+                text text,
+                tags text[] NOT NULL DEFAULT '{}',
+                ts text COLLATE "C" NOT NULL
+            )
+            """,
+            "CREATE INDEX fact_history_by_fact ON fact_history (fact, pk)",
+            "CREATE INDEX fact_history_by_key ON fact_history (key, pk)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -111,11 +175,12 @@ def current_version(conn: Connection[Any]) -> int:
     return int(_first(row)) if row is not None else 0
 
 
-def migrate(conn: Connection[Any], where: str) -> int:
+def migrate(conn: Connection[Any], where: str, progress: Progress | None = None) -> int:
     """Bring the schema up to LATEST_VERSION; return the version found before.
 
     ``conn`` must be in autocommit mode; ``where`` names the database in
-    messages (already free of passwords).
+    messages (already free of passwords). ``progress`` hears from steps that
+    backfill (indexing the events of a database that predates search).
     """
     found = current_version(conn)
     if found == LATEST_VERSION:
@@ -139,8 +204,11 @@ def migrate(conn: Connection[Any], where: str) -> int:
         for version, (name, statements) in enumerate(MIGRATIONS, start=1):
             if version <= found:
                 continue
-            for statement in statements:
-                conn.execute(statement)
+            for step in statements:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn, progress)
             conn.execute(
                 "INSERT INTO memctl_migrations (version, name) VALUES (%s, %s)", (version, name)
             )

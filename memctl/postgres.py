@@ -48,6 +48,9 @@ from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
 from .pg_append import append_events
 from .pg_connect import Conn, PgConnector
 from .pg_conninfo import parse_target
+from .pg_copy import PgCopyMethods
+from .pg_facts import PgFactMethods
+from .pg_search import PgSearchMethods
 from .storage import Writer
 
 # How many sessions ``sessions()`` reads per round trip when the status filter
@@ -64,8 +67,12 @@ SESSION_SELECT = """
 """
 
 
-class PostgresStore:
-    """``Store`` over a PostgreSQL database (tables in the search_path's schema)."""
+class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
+    """``Store`` over a PostgreSQL database (tables in the search_path's schema).
+
+    Search, facts and copying-in live with their SQL in ``pg_search``,
+    ``pg_facts`` and ``pg_copy``, as methods over the same connector.
+    """
 
     backend = "postgresql"
 

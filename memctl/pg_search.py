@@ -1,0 +1,455 @@
+"""Full-text search on PostgreSQL: the tsvector column, keeping it right, and querying it.
+
+What is indexed is decided in Python, by ``memctl.search``, exactly as for
+SQLite: ``search_document`` turns an event into its search tokens (folded,
+diacritics removed, JSON keys left out) joined by spaces, and the column holds
+``to_tsvector('simple', <that text>)``. The 'simple' configuration only
+lower-cases what is already lower-case, so the lexemes are memctl's tokens and
+a query finds the same events on both backends. Every writer of ``events``
+(append, copy, episodes, backfill) uses ``TSVECTOR`` with ``search_document``.
+
+Queries are parsed by ``memctl.search.parse`` and reach the server only as a
+bound ``to_tsquery('simple', %s)`` argument made of quoted tokens; a server
+error that slips through anyway becomes ``BadInput``, never a traceback.
+
+Ranking is ``ts_rank(search, query, 1)``: term frequency with the rank divided
+by ``1 + log(document length)``, the closest built-in to SQLite's bm25 (a long
+tool output that mentions a word once does not beat a short message about
+it). Scores are higher for better matches, as on SQLite.
+
+Snippets are made by ``memctl.snippets``, in Python, for the rows that
+survive the LIMIT, over the event's index text (content, tool name, argument
+and payload values), the text SQLite's ``snippet()`` works on. ``ts_headline``
+cannot do it: PostgreSQL's parser reads ``services/billing/client.py`` as one
+file-name token and keeps diacritics, so it would not mark ``client`` there,
+nor ``Résumé`` for ``resume``; marking by memctl's own tokens marks exactly
+what matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.abc import Params
+from psycopg.rows import DictRow, dict_row
+
+from .errors import BadInput, StorageUnavailable
+from .ledger import loads
+from .search import (
+    Node,
+    SearchHit,
+    index_text,
+    parse,
+    to_tsquery,
+    tokens,
+)
+from .snippets import ELLIPSIS, snippet
+
+if TYPE_CHECKING:
+    from .pg_connect import PgConnector
+    from .storage import SearchFilters
+
+# The SQL expression for the search column; its one parameter is search_document(...).
+TSVECTOR = "to_tsvector('simple', %s)"
+TSQUERY = "to_tsquery('simple', %s)"
+
+# What check() tells a person to run; the command line owns the wording.
+REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
+
+CHUNK = 2_000
+MAX_LIMIT = 1_000
+ORDERS = ("rank", "recent")
+
+Progress = Callable[[int, int], None]
+
+# Event columns as memctl reads them: json as text (decoded by the ledger, so
+# a connection configured differently, such as an application's async pool,
+# reads the same values) and never the tsvector.
+EVENT_COLUMNS = (
+    "e.session, e.seq, e.id, e.ts, e.type, e.role, e.content, e.tool_call::text AS tool_call,"
+    " e.tool_call_id, e.payload::text AS payload"
+)
+
+
+def search_document(
+    content: str | None, tool_call: dict[str, Any] | None, payload: dict[str, Any] | None
+) -> str:
+    """The text bound into ``TSVECTOR`` for one event: its search tokens, space separated."""
+    return " ".join(tokens(index_text(content, tool_call, payload)))
+
+
+def fact_document(text: str) -> str:
+    """The text bound into ``TSVECTOR`` for a fact."""
+    return " ".join(tokens(text))
+
+
+# -- keeping the column right ------------------------------------------------
+
+_REINDEX = """
+    UPDATE events e SET search = to_tsvector('simple', d.doc)
+    FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS d(session, seq, doc)
+    WHERE e.session = d.session AND e.seq = d.seq
+"""
+
+_STALE = """
+    SELECT d.session, d.seq
+    FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS d(session, seq, doc)
+    JOIN events e ON e.session = d.session AND e.seq = d.seq
+    WHERE e.search IS DISTINCT FROM to_tsvector('simple', d.doc)
+"""
+
+
+_CHUNK = """
+    SELECT e.session, e.seq, e.content, e.tool_call::text AS tool_call,
+           e.payload::text AS payload
+    FROM events e WHERE (e.session, e.seq) > (%s, %s) AND (NOT %s OR e.search IS NULL)
+    ORDER BY e.session, e.seq LIMIT %s
+"""
+
+
+def _chunks(conn: psycopg.Connection[Any], *, only_missing: bool) -> Iterator[list[DictRow]]:
+    """Events in primary-key order, CHUNK at a time.
+
+    Keyset paging: each chunk starts in the primary key's index right after
+    the last one, so a million events cost a thousand index probes, not a
+    scan from the start per chunk. '' sorts before every session id.
+    """
+    after: tuple[str, int] = ("", 0)
+    with conn.cursor(row_factory=dict_row) as cur:
+        while True:
+            rows = cur.execute(_CHUNK, (*after, only_missing, CHUNK)).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = (rows[-1]["session"], int(rows[-1]["seq"]))
+
+
+def _documents(rows: Sequence[DictRow]) -> tuple[list[str], list[int], list[str]]:
+    return (
+        [row["session"] for row in rows],
+        [int(row["seq"]) for row in rows],
+        [
+            search_document(row["content"], loads(row["tool_call"]), loads(row["payload"]))
+            for row in rows
+        ],
+    )
+
+
+def backfill(
+    conn: psycopg.Connection[Any], progress: Progress | None = None, *, only_missing: bool = True
+) -> int:
+    """Fill the search column of every event that has none; returns how many were indexed.
+
+    Run it inside the caller's transaction (the migration's): the index is
+    then complete or absent, never half-built. ``progress(done, total)``
+    counts events indexed out of those to do.
+    """
+    row = conn.execute(
+        "SELECT count(*) FROM events WHERE NOT %s OR search IS NULL", (only_missing,)
+    ).fetchone()
+    total = int(_first(row))
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    for rows in _chunks(conn, only_missing=only_missing):
+        conn.execute(_REINDEX, _documents(rows))
+        done += len(rows)
+        if progress is not None:
+            progress(done, total)
+    return done
+
+
+def rebuild(conn: psycopg.Connection[Any], progress: Progress | None = None) -> int:
+    """Index every event again (call inside a transaction)."""
+    return backfill(conn, progress, only_missing=False)
+
+
+def check(conn: psycopg.Connection[Any], *, deep: bool = True) -> list[str]:
+    """Problems with the search column; an empty list means it matches the events.
+
+    Counts events without an entry, and (``deep``) recomputes every event's
+    document in Python and asks the server which stored vectors differ.
+    """
+    problems: list[str] = []
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'events'"
+        " AND column_name = 'search'"
+    ).fetchone()
+    if not _first(row):
+        return [f"search index: missing; {REBUILD_HINT}"]
+    missing = conn.execute(
+        "SELECT session, seq FROM events WHERE search IS NULL ORDER BY session, seq"
+    ).fetchall()
+    if missing:
+        problems.append(
+            f"search index: {len(missing)} events are not in the search index "
+            f"({_examples(missing)}); {REBUILD_HINT}"
+        )
+    if deep:
+        stale: list[Any] = []
+        for rows in _chunks(conn, only_missing=False):
+            stale.extend(conn.execute(_STALE, _documents(rows)).fetchall())
+        # Events without an entry were reported above.
+        known = {(_at(r, "session", 0), int(_at(r, "seq", 1))) for r in missing}
+        stale = [r for r in stale if (_at(r, "session", 0), int(_at(r, "seq", 1))) not in known]
+        if stale:
+            problems.append(
+                f"search index: {len(stale)} events are indexed with outdated text "
+                f"({_examples(stale)}); {REBUILD_HINT}"
+            )
+    row = conn.execute(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()"
+        " AND tablename = 'events' AND indexname = 'events_search'"
+    ).fetchone()
+    if not _first(row):
+        problems.append(
+            "search index: the GIN index events_search is missing; run 'memctl db migrate'"
+        )
+    return problems
+
+
+def check_facts(conn: psycopg.Connection[Any]) -> list[str]:
+    """Facts whose search vector does not match their text."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        facts = cur.execute("SELECT id, text FROM facts ORDER BY id").fetchall()
+        rows = cur.execute(
+            "SELECT f.id FROM unnest(%s::text[], %s::text[]) AS d(id, doc)"
+            " JOIN facts f ON f.id = d.id"
+            " WHERE f.search IS DISTINCT FROM to_tsvector('simple', d.doc) ORDER BY f.id",
+            ([r["id"] for r in facts], [fact_document(r["text"]) for r in facts]),
+        ).fetchall()
+    if not rows:
+        return []
+    return [
+        f"fact search index: {len(rows)} facts are indexed with outdated text "
+        f"({', '.join(r['id'] for r in rows[:5])}); {REBUILD_HINT}"
+    ]
+
+
+def rebuild_facts(conn: psycopg.Connection[Any]) -> None:
+    """Re-index every fact (inside a transaction)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT id, text FROM facts").fetchall()
+        cur.execute(
+            "UPDATE facts f SET search = to_tsvector('simple', d.doc)"
+            " FROM unnest(%s::text[], %s::text[]) AS d(id, doc) WHERE f.id = d.id",
+            ([r["id"] for r in rows], [fact_document(r["text"]) for r in rows]),
+        )
+
+
+def _at(row: Any, key: str, index: int) -> Any:
+    return row[key] if isinstance(row, dict) else row[index]
+
+
+def _examples(rows: Sequence[Any]) -> str:
+    shown = ", ".join(f"{_at(r, 'session', 0)}#{_at(r, 'seq', 1)}" for r in rows[:5])
+    return f"e.g. {shown}"
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return 0
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+# -- querying ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search ready to run: the parsed query, the SQL and its parameters."""
+
+    node: Node
+    sql: str
+    params: dict[str, Any]
+
+
+# order="recent" first walks the newest events (time index) and stops at the
+# limit; when the newest RECENT_WINDOW events hold fewer matches than that,
+# all matches are looked up in the GIN index instead (one branch of the UNION
+# runs, the other is gated off). PostgreSQL alone would walk the time index to the
+# end for a rare word, because it cannot tell rare from common words well.
+RECENT_WINDOW = 10_000
+
+_RANKED = """
+    SELECT e.session, e.seq FROM events e, to_tsquery('simple', %(q)s) AS q(q)
+    WHERE e.search @@ q.q{where}
+    ORDER BY ts_rank(e.search, q.q, 1) DESC, e.ts DESC, e.session, e.seq LIMIT %(limit)s
+"""
+
+_NEWEST = """
+    WITH newest AS (
+        SELECT r.session, r.seq FROM (
+            SELECT e.session, e.seq, e.ts, e.search FROM events e WHERE TRUE{where}
+            ORDER BY e.ts DESC, e.session DESC, e.seq DESC LIMIT %(window)s
+        ) AS r
+        WHERE r.search @@ to_tsquery('simple', %(q)s)
+        ORDER BY r.ts DESC, r.session DESC, r.seq DESC LIMIT %(limit)s
+    ), matches AS MATERIALIZED (
+        SELECT e.session, e.seq, e.ts FROM events e
+        WHERE e.search @@ to_tsquery('simple', %(q)s){where}
+    )
+    SELECT session, seq FROM newest WHERE (SELECT count(*) FROM newest) = %(limit)s
+    UNION ALL (
+        SELECT session, seq FROM matches
+        WHERE (SELECT count(*) FROM newest) < %(limit)s
+        ORDER BY ts DESC, session DESC, seq DESC LIMIT %(limit)s
+    )
+"""
+
+
+def build(
+    query: str,
+    *,
+    session: str | None = None,
+    role: str | None = None,
+    type: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 20,
+    order: str = "rank",
+) -> Query:
+    """The SQL for the best (or newest) ``limit`` events matching ``query``.
+
+    Rows carry ``EVENT_COLUMNS`` and ``score``. The selection runs in a
+    subquery that reads only keys, times and vectors; whole rows (and
+    ``ts_rank`` for the score) are computed for the ``limit`` survivors only.
+    ``since`` is inclusive, ``until`` exclusive. Only fixed SQL fragments are
+    assembled; every value is bound.
+    """
+    if order not in ORDERS:
+        raise BadInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
+    node = parse(query)
+    params: dict[str, Any] = {"q": to_tsquery(node), "limit": limit, "window": RECENT_WINDOW}
+    clauses: list[str] = []
+    for name, clause, value in (
+        ("session", "e.session = %(session)s", session),
+        ("role", "e.role = %(role)s", role),
+        ("type", "e.type = %(type)s", type),
+        ("since", "e.ts >= %(since)s", since),
+        ("until", "e.ts < %(until)s", until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params[name] = value
+    where = "".join(f" AND {clause}" for clause in clauses)
+    if order == "rank":
+        top, sort = _RANKED, "score DESC, e.ts DESC, e.session, e.seq"
+    else:
+        top, sort = _NEWEST, "e.ts DESC, e.session DESC, e.seq DESC"
+    sql = (
+        f"SELECT {EVENT_COLUMNS}, ts_rank(e.search, q.q, 1)::float8 AS score"  # noqa: S608 (fixed fragments only)
+        f" FROM ({top.format(where=where)}) AS top"
+        " JOIN events e ON e.session = top.session AND e.seq = top.seq,"
+        f" to_tsquery('simple', %(q)s) AS q(q) ORDER BY {sort}"
+    )
+    return Query(node, sql, params)
+
+
+def search(
+    db: PgConnector,
+    query: str,
+    *,
+    session: str | None = None,
+    role: str | None = None,
+    type: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 20,
+    order: str = "rank",
+) -> list[SearchHit]:
+    """The best (or newest) ``limit`` events matching ``query``, with snippets."""
+    built = build(
+        query,
+        session=session,
+        role=role,
+        type=type,
+        since=since,
+        until=until,
+        limit=limit,
+        order=order,
+    )
+    rows = db.run(lambda conn: run_query(conn, query, built.sql, built.params))
+    return [hit_from_row(row, built.node) for row in rows]
+
+
+def run_query(
+    conn: psycopg.Connection[DictRow], query: str, sql: str, params: Params
+) -> list[DictRow]:
+    """Execute a search statement; an error other than a lost connection is BadInput."""
+    failure = None
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params).fetchall()
+    except psycopg.Error as exc:
+        if is_connection_lost(exc, conn):
+            raise  # the connector replaces the connection and retries
+        failure = exc
+    # Raised outside the except block: the driver's error is not chained.
+    raise query_error(query, failure)
+
+
+def is_connection_lost(exc: psycopg.Error, conn: Any) -> bool:
+    """Whether ``exc`` means the connection is gone, rather than a refused statement."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return conn.closed or conn.broken or state is None or state.startswith(("57P", "08"))
+
+
+def query_error(query: str, exc: psycopg.Error) -> Exception:
+    """What a failed search statement becomes: BadInput, with the server's first line."""
+    message = " ".join(str(exc).split("\n", 1)[0].split())
+    if exc.sqlstate == "42703" or exc.sqlstate == "42P01":
+        return StorageUnavailable(f"the search index is missing ({message}); {REBUILD_HINT}")
+    shown = query if len(query) <= 80 else query[:79] + ELLIPSIS
+    return BadInput(f"cannot search for {shown!r}: {message}")
+
+
+def hit_from_row(row: DictRow, node: Node) -> SearchHit:
+    text = index_text(row["content"], loads(row["tool_call"]), loads(row["payload"]))
+    return SearchHit(
+        session=row["session"],
+        seq=int(row["seq"]),
+        ts=row["ts"],
+        type=row["type"],
+        role=row["role"],
+        snippet=snippet(text, node),
+        score=round(float(row["score"]), 6),
+    )
+
+
+def search_filters(filters: SearchFilters) -> dict[str, Any]:
+    """A SearchFilters as keyword arguments of ``build`` / ``search``."""
+    return {
+        "session": filters.session,
+        "role": filters.role,
+        "type": filters.type,
+        "since": filters.since,
+        "until": filters.until,
+        "limit": filters.limit,
+        "order": filters.order,
+    }
+
+
+class PgSearchMethods:
+    """``Store.search`` and ``Store.rebuild_search`` for ``PostgresStore``."""
+
+    _db: PgConnector
+
+    def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
+        return search(self._db, query, **search_filters(filters))
+
+    def rebuild_search(self) -> int:
+        def run(conn: psycopg.Connection[DictRow]) -> int:
+            with conn.transaction():
+                rebuild_facts(conn)
+                return rebuild(conn)
+
+        return self._db.run(run)

@@ -1,0 +1,155 @@
+"""Snippets: a short piece of an event's text around its matches, matches marked.
+
+Backend-neutral: made in Python from the event's index text and the parsed
+query, by memctl's own tokenizer, so a snippet marks exactly the tokens the
+search matched (``client`` inside ``services/billing/client.py``, ``Résumé``
+for ``resume``). SQLite has FTS5's ``snippet()``; PostgreSQL's ``ts_headline``
+parses text its own way (a path is one token, diacritics stay) and would miss
+those, so the PostgreSQL adapter uses this module. It follows ``snippet()``'s
+shape: about ``SNIPPET_TOKENS`` tokens, an ellipsis where text was cut.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .search import _FOLD as FOLD_TABLE  # the tokenizer's own per-character table
+from .search import MARK_END, MARK_START, AllOf, AnyOf, Node, Term, tokens
+
+SNIPPET_TOKENS = 16
+ELLIPSIS = "…"
+
+
+class _ClassTable(dict[int, str]):
+    """Each character as 'x' (part of a token, maybe dropped by folding) or ' ' (a separator)."""
+
+    def __missing__(self, code: int) -> str:
+        kind = " " if chr(code).translate(FOLD_TABLE) == " " else "x"
+        self[code] = kind
+        return kind
+
+
+_CLASSES = _ClassTable()
+_TOKEN_RUN = re.compile("x+")
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, token) for each token of ``text``, as ``search.tokens`` finds them.
+
+    Runs of token characters are found on a same-length copy of the text
+    (one class letter per character), so offsets stay those of the original;
+    a tool output of a megabyte is tokenized at C speed.
+    """
+    runs = [run.span() for run in _TOKEN_RUN.finditer(text.translate(_CLASSES))]
+    words = tokens(text)
+    if len(words) == len(runs):
+        return [(start, end, word) for (start, end), word in zip(runs, words, strict=True)]
+    # Some run is made only of marks that folding drops, so it is no token.
+    found = []
+    for start, end in runs:
+        folded = text[start:end].translate(FOLD_TABLE)
+        if folded:
+            found.append((start, end, folded))
+    return found
+
+
+def _terms(node: Node) -> list[Term]:
+    """The terms whose matches are marked: everything but the excluded ones."""
+    if isinstance(node, Term):
+        return [node]
+    if isinstance(node, AnyOf):
+        return [term for item in node.items for term in _terms(item)]
+    assert isinstance(node, AllOf)
+    return [term for item in node.include for term in _terms(item)]
+
+
+def _matches(words: Sequence[str], term: Term) -> list[tuple[int, int]]:
+    """(first, last) token indexes of each place ``term`` matches."""
+    *head, last = term.tokens
+    size = len(term.tokens)
+    lead = head[0] if head else last
+    if head or not term.prefix:
+        starts = [i for i, word in enumerate(words) if word == lead]
+    else:
+        starts = [i for i, word in enumerate(words) if word.startswith(lead)]
+    found = []
+    for i in starts:
+        end = i + size - 1
+        if end >= len(words) or any(words[i + j] != want for j, want in enumerate(head)):
+            continue
+        word = words[end]
+        if word == last or (term.prefix and word.startswith(last)):
+            found.append((i, end))
+    return found
+
+
+def _window(hits: Sequence[tuple[int, int, int]], size: int, width: int) -> int:
+    """The first token of the ``width``-token window to show (hits sorted by position).
+
+    The window holding the most distinct terms, then the most matches, wins
+    (the earliest of equals), shifted so that its matches sit in the middle.
+    """
+    best: tuple[int, int] | None = None
+    begin = 0
+    count: dict[int, int] = {}
+    j = 0
+    for i, (first, _, _) in enumerate(hits):
+        while j < len(hits) and hits[j][1] < first + width:
+            count[hits[j][2]] = count.get(hits[j][2], 0) + 1
+            j += 1
+        score = (len(count), j - i)
+        if j > i and (best is None or score > best):
+            best = score
+            low, high = first, max(hit[1] for hit in hits[i:j])
+            begin = max(0, low - (width - (high - low + 1)) // 2)
+        number = hits[i][2]
+        if i < j:
+            count[number] -= 1
+            if not count[number]:
+                del count[number]
+    return max(0, min(begin, size - width))
+
+
+def snippet(text: str, node: Node, width: int = SNIPPET_TOKENS) -> str:
+    """About ``width`` tokens of ``text`` around its matches, matches between the markers.
+
+    Like FTS5's ``snippet()``: an ellipsis shows where the text was cut, and
+    text before the first or after the last token is kept when the window
+    reaches it.
+    """
+    spans = _spans(text)
+    if not spans:
+        return text
+    words = [word for _, _, word in spans]
+    hits = sorted(
+        (first, last, number)
+        for number, term in enumerate(_terms(node))
+        for first, last in _matches(words, term)
+    )
+    begin = _window(hits, len(spans), width) if len(spans) > width else 0
+    end = min(begin + width, len(spans)) - 1
+    out: list[str] = []
+    pos = 0 if begin == 0 else spans[begin][0]
+    if begin > 0:
+        out.append(ELLIPSIS)
+    for first, last in _merge([(f, last) for f, last, _ in hits if f >= begin and last <= end]):
+        out.append(text[pos : spans[first][0]])
+        out.append(MARK_START + text[spans[first][0] : spans[last][1]] + MARK_END)
+        pos = spans[last][1]
+    if end == len(spans) - 1:
+        out.append(text[pos:])
+    else:
+        out.append(text[pos : spans[end][1]])
+        out.append(ELLIPSIS)
+    return "".join(out)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged

@@ -1,0 +1,316 @@
+"""Search through the ``Store`` protocol, on SQLite and PostgreSQL alike.
+
+The corpus of ``tests/search_corpus.py`` is recorded through the shared
+``store`` fixture, so every query of its table must find exactly the same
+events on both backends; hostile queries give hits or ``BadInput`` and
+nothing else; facts are searchable and forgetting one removes it from search.
+The PostgreSQL-only tests at the end cover the tsvector column: the
+migration's backfill, ``check`` and ``rebuild_search``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import psycopg
+import pytest
+
+from memctl import pg_schema, pg_search
+from memctl.errors import BadInput
+from memctl.models import NewEvent
+from memctl.owners import Identity
+from memctl.pg_search import search_document
+from memctl.postgres import PostgresStore
+from memctl.search import index_text, tokens
+from memctl.storage import SearchFilters, Store, Writer
+from tests.search_corpus import CASES, HOSTILE, RECENT, Hit, corpus
+
+B, D, M = "s_billing", "s_deploy", "s_misc"
+
+
+def me() -> Writer:
+    return Writer(Identity.of(os.getpid()))
+
+
+def record_corpus(store: Store) -> None:
+    for session, events in corpus().items():
+        store.append(session, events, me())
+
+
+def hits(store: Store, query: str, **filters: Any) -> list[Hit]:
+    return [(hit.session, hit.seq) for hit in store.search(query, SearchFilters(**filters))]
+
+
+def use_schema(conn: psycopg.Connection[Any], url: str) -> None:
+    schema = url.rsplit("%3D", 1)[1]
+    conn.execute("SELECT set_config('search_path', %s, false)", (schema,))
+
+
+# -- the corpus, on both backends ------------------------------------------------
+
+
+def test_every_case_finds_exactly_its_events(store: Store) -> None:
+    """Each query of the shared table finds exactly its expected events."""
+    record_corpus(store)
+    wrong = []
+    for case in CASES:
+        found = set(hits(store, case.query, **case.filters))
+        if found != set(case.hits):
+            wrong.append((case.query, case.filters, case.why, sorted(found), sorted(case.hits)))
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("query", "limit", "expected"), RECENT)
+def test_recent_order_is_newest_first(
+    store: Store, query: str, limit: int, expected: list[Hit]
+) -> None:
+    """order='recent' returns the newest matches first, the limit applied after ordering."""
+    record_corpus(store)
+    assert hits(store, query, order="recent", limit=limit) == expected
+
+
+def test_rank_order_and_limit(store: Store) -> None:
+    """Ranked hits come best first (higher score), and the limit keeps the best ones."""
+    record_corpus(store)
+    found = store.search("retry OR backoff", SearchFilters())
+    scores = [hit.score for hit in found]
+    assert scores == sorted(scores, reverse=True)
+    # B1 and B4 hold both words, so they outrank every event holding one.
+    best = {(hit.session, hit.seq) for hit in found[:2]}
+    assert best == {(B, 1), (B, 4)}
+    assert set(hits(store, "retry OR backoff", limit=2)) == best
+
+
+def test_snippets_mark_what_matched(store: Store) -> None:
+    """Snippets mark the matched words, in tool arguments and across diacritics too."""
+    record_corpus(store)
+
+    def snippet(query: str) -> str:
+        (hit,) = store.search(query, SearchFilters())
+        return str(hit.to_dict()["snippet"])
+
+    assert snippet("client") == "Reading the code first.\nread_file\nservices/billing/[client].py"
+    assert "[Résumé]" in snippet("resume")
+    assert "[[brackets]]" in snippet("brackets")
+    assert "[retry budget]" in snippet('"retry budget"')
+
+
+def test_long_text_snippet_is_cut_around_the_match(store: Store) -> None:
+    """A long event gives a short snippet around its match, with ellipses where it was cut."""
+    words = " ".join(f"w{i}" for i in range(200))
+    store.append("s_long", [NewEvent("message", "user", f"{words} needle {words}")], me())
+    (hit,) = store.search("needle", SearchFilters())
+    snippet = str(hit.to_dict()["snippet"])
+    assert "[needle]" in snippet
+    assert snippet.startswith("…") and snippet.endswith("…")
+    assert len(snippet.split()) <= 17
+
+
+@pytest.mark.parametrize("query", HOSTILE, ids=lambda q: repr(q)[:30])
+def test_hostile_query_is_literal_or_bad_input(store: Store, query: str) -> None:
+    """Query syntax of either backend never causes a database error."""
+    store.append("s1", [NewEvent("message", "user", "billing retry % _ \\ ' : ^ NEAR")], me())
+    try:
+        found = store.search(query, SearchFilters())
+    except BadInput as error:
+        assert str(error)
+    else:
+        assert isinstance(found, list)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"order": "best"}, "order"), ({"limit": 0}, "limit"), ({"limit": 10**6}, "limit")],
+)
+def test_bad_options_are_bad_input(store: Store, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        store.search("billing", SearchFilters(**options))
+
+
+def test_index_is_checked_and_rebuilt(store: Store) -> None:
+    """A healthy index passes check; rebuilding it indexes every event again."""
+    record_corpus(store)
+    assert store.check() == []
+    assert store.rebuild_search() == 18
+    assert store.check() == []
+    assert set(hits(store, "gateway")) == {(B, 3)}
+
+
+# -- facts --------------------------------------------------------------------------
+
+
+def test_forget_removes_fact_from_search(store: Store) -> None:
+    """A forgotten fact is found by no search, and its history keeps no text."""
+    store.put_fact("the billing gateway retries 3 times", key="billing.retries", tags=["billing"])
+    store.put_fact("staging deploys need approval", tags=["deploy"])
+    assert [f.key for f in store.search_facts("gateway")] == ["billing.retries"]
+    forgotten = store.forget_fact("billing.retries")
+    assert forgotten is not None and forgotten.text.startswith("the billing gateway")
+    assert store.search_facts("gateway") == []
+    assert store.search_facts("retr*") == []
+    assert store.get_fact("billing.retries") is None
+    assert store.facts(tag="billing") == []
+    history = store.fact_history("billing.retries")
+    assert [(c.action, c.text, c.tags) for c in history] == [
+        ("ADD", None, []),
+        ("DELETE", None, []),
+    ]
+    assert [f.text for f in store.search_facts("approval")] == ["staging deploys need approval"]
+    assert store.forget_fact("billing.retries") is None
+
+
+def test_fact_search_follows_updates(store: Store) -> None:
+    """Updating a fact by key re-indexes it: the old text is not found, the new one is."""
+    first, action = store.put_fact("retries 3 times", key="k", tags=["a", "b"])
+    assert action == "ADD"
+    second, action = store.put_fact("backs off exponentially", key="k", tags=["b"])
+    assert action == "UPDATE" and second.id == first.id
+    assert store.search_facts("retries") == []
+    assert [f.id for f in store.search_facts("exponential*")] == [first.id]
+    assert [f.id for f in store.facts(tag="b")] == [first.id]
+    assert store.facts(tag="a") == []
+    assert [c.action for c in store.fact_history(first.id)] == ["ADD", "UPDATE"]
+
+
+@pytest.mark.parametrize("query", ["'", "-x", "\x00", "a:b & !"])
+def test_fact_search_bad_query_is_bad_input_or_nothing(store: Store, query: str) -> None:
+    store.put_fact("something", key="k")
+    try:
+        assert store.search_facts(query) == []
+    except BadInput as error:
+        assert str(error)
+
+
+# -- PostgreSQL: the tsvector column ------------------------------------------------
+
+
+def test_postgres_index_holds_memctl_tokens(pg_schema_url: str) -> None:
+    """The stored vectors hold exactly memctl's tokens for every corpus event."""
+    store = PostgresStore(pg_schema_url)
+    try:
+        record_corpus(store)
+        with psycopg.connect(pg_schema_url) as conn:
+            rows = conn.execute(
+                "SELECT tsvector_to_array(search), content, tool_call::text, payload::text"
+                " FROM events"
+            ).fetchall()
+        for lexemes, content, tool_call, payload in rows:
+            text = index_text(
+                content,
+                json.loads(tool_call) if tool_call else None,
+                json.loads(payload) if payload else None,
+            )
+            assert sorted(lexemes) == sorted(set(tokens(text)))
+    finally:
+        store.close()
+
+
+def test_migration_backfills_existing_events(pg_schema_url: str) -> None:
+    """Events recorded before the search migration are indexed when it is applied."""
+    with psycopg.connect(pg_schema_url, autocommit=True) as conn:
+        # A database at schema version 2, as an older memctl left it.
+        with conn.transaction():
+            conn.execute(
+                "CREATE TABLE memctl_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
+            for version, (name, steps) in enumerate(pg_schema.MIGRATIONS[:2], start=1):
+                for step in steps:
+                    assert isinstance(step, str)
+                    conn.execute(step)
+                conn.execute(
+                    "INSERT INTO memctl_migrations (version, name) VALUES (%s, %s)",
+                    (version, name),
+                )
+            for seq in range(1, 2501):
+                conn.execute(
+                    "INSERT INTO events (session, seq, id, ts, type, role, content, payload)"
+                    " VALUES ('old', %s, %s, '2026-01-01T00:00:00.000000Z', 'message', 'user',"
+                    " %s, %s::json)",
+                    (seq, f"e{seq}", f"old message {seq}", '{"note": "Café"}'),
+                )
+            conn.execute(
+                "INSERT INTO sessions (id, created_at, last_activity_at, last_seq, events,"
+                " messages, last_message_seq) VALUES ('old', '2026-01-01T00:00:00.000000Z',"
+                " '2026-01-01T00:00:00.000000Z', 2500, 2500, 2500, 2500)"
+            )
+        seen: list[tuple[int, int]] = []
+        assert pg_schema.migrate(conn, "test", lambda done, total: seen.append((done, total))) == 2
+        assert pg_schema.current_version(conn) == pg_schema.LATEST_VERSION
+    assert seen[0] == (0, 2500) and seen[-1] == (2500, 2500) and len(seen) > 2
+    store = PostgresStore(pg_schema_url)
+    try:
+        assert hits(store, "cafe", session="old", limit=1000, order="recent")[:2] == [
+            ("old", 2500),
+            ("old", 2499),
+        ]
+        assert hits(store, '"message 1234"') == [("old", 1234)]
+        assert store.check() == []
+    finally:
+        store.close()
+
+
+def test_postgres_check_finds_stale_vectors_and_rebuild_fixes_them(pg_schema_url: str) -> None:
+    """check names missing and outdated vectors and says how to rebuild; rebuilding fixes them."""
+    store = PostgresStore(pg_schema_url)
+    try:
+        record_corpus(store)
+        store.put_fact("Café notes: see utils.py", key="k")
+        assert store.check() == []
+        with psycopg.connect(pg_schema_url, autocommit=True) as conn:
+            conn.execute("UPDATE events SET search = NULL WHERE session = %s AND seq = 1", (B,))
+            conn.execute(
+                "UPDATE events SET search = to_tsvector('simple', 'changed')"
+                " WHERE session = %s AND seq = 2",
+                (B,),
+            )
+            conn.execute("UPDATE facts SET search = to_tsvector('simple', 'changed')")
+        problems = store.check()
+        assert len(problems) == 3, problems
+        assert all("memctl db check --rebuild-search" in problem for problem in problems)
+        assert "1 events are not in the search index" in problems[0] and f"{B}#1" in problems[0]
+        assert "outdated" in problems[1] and f"{B}#2" in problems[1]
+        assert hits(store, "billing", session=B) == [(B, 6)]
+        assert store.rebuild_search() == 18
+        assert store.check() == []
+        assert set(hits(store, "billing", session=B)) == {(B, 1), (B, 2), (B, 6)}
+        assert [f.key for f in store.search_facts("cafe utils.py")] == ["k"]
+    finally:
+        store.close()
+
+
+def test_search_document_is_the_stored_text() -> None:
+    """search_document gives the tokens the vector is built from, keys and ids left out."""
+    doc = search_document(
+        "Reading utils.py",
+        {"id": "call_9", "name": "read_file", "arguments": {"path": "Ünï/x.py"}},
+        {"steps": 3, "ok": True},
+    )
+    assert doc == "reading utils py read file uni x py 3"
+
+
+def test_recent_order_beyond_the_newest_window(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """order='recent' finds old matches when the newest events hold too few of them."""
+    monkeypatch.setattr(pg_search, "RECENT_WINDOW", 3)
+    store = PostgresStore(pg_schema_url)
+    try:
+        events = [
+            NewEvent("message", "user", text, ts=f"2026-01-01T00:00:{i:02d}.000000Z")
+            for i, text in enumerate(["old needle", "older needle", "x", "y", "z", "new needle"])
+        ]
+        store.append("s1", events, me())
+        # One match among the newest three: the rest come from the GIN index.
+        assert hits(store, "needle", order="recent", limit=2) == [("s1", 6), ("s1", 2)]
+        assert hits(store, "needle", order="recent") == [("s1", 6), ("s1", 2), ("s1", 1)]
+        # Enough matches among the newest three: the walk alone answers.
+        assert hits(store, "needle", order="recent", limit=1) == [("s1", 6)]
+        assert hits(store, "needle", order="recent", limit=3, since=events[1].ts) == [
+            ("s1", 6),
+            ("s1", 2),
+        ]
+    finally:
+        store.close()
