@@ -20,6 +20,7 @@ from psycopg.types.string import TextLoader
 from . import pg_schema
 from .errors import BadInput, StorageUnavailable
 from .pg_conninfo import PgTarget, one_line
+from .storage import Progress
 
 T = TypeVar("T")
 Conn = psycopg.Connection[DictRow]
@@ -30,7 +31,14 @@ CONNECT_TIMEOUT_SECONDS = 10
 class PgConnector:
     """Hands out connections to one database and runs work on them."""
 
-    def __init__(self, target: PgTarget, *, pool_size: int | None, prepare_threshold: int | None):
+    def __init__(
+        self,
+        target: PgTarget,
+        *,
+        pool_size: int | None,
+        prepare_threshold: int | None,
+        progress: Progress | None = None,
+    ):
         self._target = target
         self._location = target.safe
         self._prepare_threshold = prepare_threshold
@@ -42,7 +50,7 @@ class PgConnector:
         conn = self._connect()
         failure = None
         try:
-            pg_schema.migrate(conn, self._location)
+            pg_schema.migrate(conn, self._location, progress)
         except psycopg.Error as exc:
             failure = one_line(str(exc), target.secrets)
         finally:

@@ -136,6 +136,13 @@ def import_fact(conn: sqlite3.Connection, fact: Fact | None, history: Sequence[F
     if conn.execute("SELECT 1 FROM fact_history WHERE fact = ?", (fact_id,)).fetchone():
         return False
     if fact is not None:
+        clash = conn.execute(
+            "SELECT id FROM facts WHERE key = ? AND id <> ?", (fact.key, fact.id)
+        ).fetchone()
+        if fact.key is not None and clash is not None:
+            raise Conflict(
+                f"the target already has another fact with key {fact.key!r} ({clash['id']})"
+            )
         inserted = conn.execute(
             "INSERT INTO facts (id, key, text, tags, session, seq, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

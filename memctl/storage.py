@@ -247,7 +247,7 @@ def open_store(
     if is_postgres(resolved):
         from .postgres import PostgresStore
 
-        return PostgresStore(resolved)
+        return PostgresStore(resolved, progress=progress)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path(resolved), durability=durability, progress=progress)

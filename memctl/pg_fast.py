@@ -1,0 +1,199 @@
+"""The one-statement append: the common case of ``pg_append`` in one round trip.
+
+Most appends come from a writer the session already belongs to: an agent
+holding the epoch of its claim, or a CLI writer (no epoch) that is the
+session's live owner. For them ``ledger``'s rules come down to "keep the
+epoch, refresh the owner's lease, reopen if ended", and the summary after a
+batch of new events can be written relative to the row it updates: counts
+added, seqs offset from ``last_seq``, the newest timestamp, and the batch's
+effect on the pending tool call (``BatchEffect``). So one statement, sent in
+autocommit mode (its own transaction), does it all:
+
+1. update the session row, only if it is in that common state: the update
+   takes the row lock, so concurrent writers queue here, and after a wait it
+   re-reads the row and re-checks the condition (READ COMMITTED), so each
+   writer builds on the seq the previous one left;
+2. insert the batch at ``last_seq + 1`` onwards, with its search vectors.
+
+If the session is not in that state the update matches nothing, nothing is
+inserted, and the caller takes the general path. If an id is already taken
+(a caller's idempotency key, a race with another session's writer), the
+insert fails on the unique index and the whole statement with it; the
+general path then sorts the batch out under the lock. Caller-chosen ids are
+also looked for up front, so the usual idempotent re-send falls back without
+an error in the server's log.
+
+No server-side function: memctl adds none outside a migration, and this
+statement needs none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
+from psycopg.rows import DictRow
+
+from .ledger import dumps
+from .models import JsonObject, NewEvent, Owner
+from .owners import owner_alive
+from .pg_rows import Row, encode
+from .storage import Writer
+
+# The row's own columns on the right-hand side are its latest committed
+# version (the one the update locked). The event columns are unpacked as in
+# pg_append._INSERT_AND_SUMMARISE; keep the two in step.
+_APPEND = """
+    WITH s AS (
+        UPDATE sessions SET
+            last_seq = last_seq + %(count)s::bigint,
+            events = events + %(count)s::bigint,
+            messages = messages + %(messages)s::bigint,
+            last_message_seq = coalesce(last_seq + %(last_message)s::bigint, last_message_seq),
+            last_activity_at = greatest(last_activity_at, %(newest)s::text COLLATE "C"),
+            pending_tool_call = CASE
+                WHEN %(sets_pending)s::boolean THEN %(pending)s::json
+                WHEN json_typeof(pending_tool_call -> 'id') = 'string'
+                     AND %(answered)s::jsonb ? (pending_tool_call ->> 'id') THEN NULL
+                ELSE pending_tool_call END,
+            state = 'open',
+            ended_at = CASE WHEN state = 'open' THEN ended_at END,
+            owner_host = %(host)s, owner_pid = %(pid)s::bigint,
+            owner_start = %(start)s::bigint, owner_boot = %(boot)s::text,
+            lease_until = extract(epoch from clock_timestamp())::float8 + %(lease)s::float8
+        WHERE id = %(session)s
+          AND CASE WHEN %(epoch)s::bigint IS NOT NULL THEN epoch = %(epoch)s::bigint
+                   ELSE state = 'open' AND owner_host = %(host)s
+                        AND owner_pid = %(pid)s::bigint
+                        AND owner_start IS NOT DISTINCT FROM %(start)s::bigint
+                        AND owner_boot IS NOT DISTINCT FROM %(boot)s::text END
+          AND (%(chosen)s::jsonb = '[]'::jsonb OR NOT EXISTS (
+                SELECT 1 FROM events
+                WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(chosen)s::jsonb)))))
+        RETURNING id, last_seq - %(count)s::bigint AS base
+    ),
+    inserted AS (
+        INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,
+                            tool_call_id, payload, search)
+        SELECT s.id, s.base + r.n, r.v ->> 0, r.v ->> 1, r.v ->> 2, r.v ->> 3, r.v ->> 4,
+               (r.v ->> 5)::json, r.v ->> 6, (r.v ->> 7)::json, to_tsvector('simple', r.v ->> 8)
+        FROM s, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(v, n)
+    )
+    SELECT base FROM s
+"""
+
+
+@dataclass(frozen=True)
+class BatchEffect:
+    """What appending a batch of new events does to a session's summary.
+
+    Offsets count from 1 within the batch (seq = last_seq + offset). The
+    pending tool call after the batch is ``pending`` if the batch
+    ``sets_pending`` (an assistant message with a tool call); otherwise it is
+    the session's current one, unless a tool message of the batch
+    ``answered`` it. The same as ``ledger.summarise`` applied event by event.
+    """
+
+    count: int
+    messages: int
+    last_message: int | None
+    newest: str
+    sets_pending: bool
+    pending: JsonObject | None
+    answered: list[str]
+
+
+def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> BatchEffect:
+    messages = 0
+    last_message: int | None = None
+    sets_pending = False
+    pending: JsonObject | None = None
+    answered: list[str] = []
+    for offset, event in enumerate(events, start=1):
+        if event.type != "message":
+            continue
+        messages += 1
+        last_message = offset
+        if event.role == "assistant" and event.tool_call is not None:
+            sets_pending, pending = True, event.tool_call
+        elif event.role == "tool" and event.tool_call_id is not None:
+            if not sets_pending:
+                # Whether it answers the session's current call is up to the row.
+                answered.append(event.tool_call_id)
+            elif pending is not None and event.tool_call_id == pending.get("id"):
+                pending = None
+    return BatchEffect(
+        count=len(events),
+        messages=messages,
+        last_message=last_message,
+        newest=max(ts for _, ts in stamps),
+        sets_pending=sets_pending,
+        pending=pending,
+        answered=answered,
+    )
+
+
+def eligible(writer: Writer) -> bool:
+    """Whether ``writer`` may take the one-statement path at all.
+
+    A writer with an epoch always may (the statement checks it is the current
+    one). Without one, ``ledger`` refreshes the owner only if the writer *is*
+    the session's live owner: the statement compares the owner columns, and
+    liveness is checked here, on /proc, as ``owner_alive`` would for that
+    owner. The lease is left out (None): a writer whose liveness cannot be
+    seen locally takes the general path.
+    """
+    if writer.epoch is not None:
+        return True
+    me = writer.identity
+    return owner_alive(Owner(me.host, me.pid, me.start_time, me.boot_id, None), 0.0)
+
+
+def try_append(
+    conn: Connection[DictRow],
+    session_id: str,
+    rows: Sequence[Row],
+    effect: BatchEffect,
+    writer: Writer,
+    chosen: Sequence[str],
+) -> int | None:
+    """Append the batch in one statement; its first seq, or None for the general path.
+
+    ``rows`` are the events' values (``pg_rows``), in batch order; ``chosen``
+    the ids the caller picked, which may exist already.
+    """
+    me = writer.identity
+    params = {
+        "session": session_id,
+        "epoch": writer.epoch,
+        "host": me.host,
+        "pid": me.pid,
+        "start": me.start_time,
+        "boot": me.boot_id,
+        "lease": writer.lease_seconds,
+        "chosen": encode(chosen),
+        "rows": encode(rows),
+        "count": effect.count,
+        "messages": effect.messages,
+        "last_message": effect.last_message,
+        "newest": effect.newest,
+        "sets_pending": effect.sets_pending,
+        "pending": dumps(effect.pending),
+        "answered": encode(effect.answered),
+    }
+    # Outside a transaction (memctl's connections are autocommit) the
+    # statement is its own transaction: one round trip, and an error undoes
+    # all of it. Inside one, a savepoint gives the same all-or-nothing.
+    own = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        if own:
+            row = conn.execute(_APPEND, params).fetchone()
+        else:
+            with conn.transaction():
+                row = conn.execute(_APPEND, params).fetchone()
+    except psycopg.errors.UniqueViolation:
+        return None  # an id is taken; nothing was stored
+    return None if row is None else int(row["base"]) + 1
