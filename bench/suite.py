@@ -8,13 +8,25 @@ measures memctl and its reference in the same run, and list its
 
 from __future__ import annotations
 
-from . import cli_record, sqlite_append, sqlite_resume
+from . import (
+    cli_record,
+    pg_append,
+    pg_import,
+    pg_resume,
+    search_sqlite,
+    sqlite_append,
+    sqlite_resume,
+)
 from .registry import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
     sqlite_append.BENCHMARK,
     cli_record.BENCHMARK,
     sqlite_resume.BENCHMARK,
+    search_sqlite.BENCHMARK,
+    pg_append.BENCHMARK,
+    pg_import.BENCHMARK,
+    pg_resume.BENCHMARK,
 ]
 
 

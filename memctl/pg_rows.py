@@ -24,16 +24,11 @@ from collections.abc import Sequence
 
 from .ledger import dumps
 from .models import NewEvent
-from .search import index_text, tokens
+from .pg_search import search_document
 
 # The stored columns of an event, in the order of a row's values.
 COLUMNS = ("id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload", "search")
 Row = list[str | None]
-
-
-def search_document(event: NewEvent) -> str:
-    """What the ``search`` column indexes: memctl's own tokens, space separated."""
-    return " ".join(tokens(index_text(event.content, event.tool_call, event.payload)))
 
 
 def event_row(event: NewEvent, event_id: str, ts: str) -> Row:
@@ -47,7 +42,7 @@ def event_row(event: NewEvent, event_id: str, ts: str) -> Row:
         dumps(event.tool_call),
         event.tool_call_id,
         dumps(event.payload),
-        search_document(event),
+        search_document(event.content, event.tool_call, event.payload),
     ]
 
 
