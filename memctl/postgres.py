@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from . import pg_maint, pg_schema
 from .errors import Conflict, FencedOut, SessionNotFound
@@ -35,7 +35,6 @@ from .ids import new_id, now_ts
 from .ledger import (
     Ownership,
     dumps,
-    event_from_row,
     loads,
     owner_from_row,
     ownership_for_claim,
@@ -44,7 +43,7 @@ from .ledger import (
     stamp,
     writer_owner,
 )
-from .models import Checkpoint, Event, NewEvent, SessionInfo, Status
+from .models import Checkpoint, Event, NewEvent, SessionInfo, Status, event_from_values
 from .pg_append import append_events
 from .pg_connect import Conn, PgConnector
 from .pg_conninfo import parse_target
@@ -83,6 +82,16 @@ _EVENTS_AT = (
     "SELECT e.session, e.seq, e.id, e.ts, e.type, e.role, e.content, e.tool_call, e.tool_call_id, e.payload FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY"
     " AS k(session, seq, n) JOIN events e USING (session, seq) ORDER BY k.n"
 )
+
+
+def _read_events(conn: Conn, sql: str, params: tuple[Any, ...]) -> list[Event]:
+    """Build events from plain tuples: resume reads thousands of rows, and dict rows
+    plus lookups by name cost more than the query."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    return [
+        event_from_values(s, q, i, t, k, r, c, loads(tc), tid, loads(p))
+        for s, q, i, t, k, r, c, tc, tid, p in cursor.execute(sql, params)
+    ]
 
 
 class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
@@ -323,26 +332,21 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
         def read(conn: Conn) -> list[Event]:
             if tail is None:
                 # A plain index range scan; the tail form sorts the session twice.
-                rows = conn.execute(_EVENTS_AFTER, (session_id, after_seq, messages_only))
-            else:
-                rows = conn.execute(_EVENTS_TAIL, (session_id, after_seq, messages_only, tail))
-            return [event_from_row(row) for row in rows.fetchall()]
+                return _read_events(conn, _EVENTS_AFTER, (session_id, after_seq, messages_only))
+            return _read_events(conn, _EVENTS_TAIL, (session_id, after_seq, messages_only, tail))
 
         return self._run(read)
 
     def recent_events(self, limit: int) -> list[Event]:
         def read(conn: Conn) -> list[Event]:
-            rows = conn.execute(_RECENT_EVENTS, (limit,)).fetchall()
-            return [event_from_row(row) for row in rows]
+            return _read_events(conn, _RECENT_EVENTS, (limit,))
 
         return self._run(read)
 
     def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
         def read(conn: Conn) -> list[Event]:
-            rows = conn.execute(
-                _EVENTS_AT, ([session for session, _ in keys], [seq for _, seq in keys])
-            ).fetchall()
-            return [event_from_row(row) for row in rows]
+            keyed = ([session for session, _ in keys], [seq for _, seq in keys])
+            return _read_events(conn, _EVENTS_AT, keyed)
 
         return self._run(read) if keys else []
 
