@@ -9,11 +9,13 @@ fencing, ownership hand-over or the summary that ``list`` shows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .errors import Conflict, FencedOut, SessionOwned
 from .models import (
+    Checkpoint,
     CheckpointRef,
     Event,
     JsonObject,
@@ -229,4 +231,28 @@ def event_from_row(row: Row) -> Event:
         tool_call=loads(row["tool_call"]),
         tool_call_id=row["tool_call_id"],
         payload=loads(row["payload"]),
+    )
+
+
+def copied_summary_values(
+    info: SessionInfo, summary: Summary, checkpoints: Sequence[Checkpoint]
+) -> tuple[Any, ...]:
+    """Values for a copied session's summary update, in the order both adapters' SQL takes:
+    last_seq, events, messages, last_message_seq, last_activity_at, pending_tool_call,
+    state, ended_at, checkpoint seq / ts, whether a checkpoint came, its note, the id."""
+    latest = checkpoints[-1] if checkpoints else None
+    return (
+        summary.last_seq,
+        summary.events,
+        summary.messages,
+        summary.last_message_seq,
+        max(summary.last_activity_at, info.last_activity_at),
+        dumps(summary.pending_tool_call),
+        info.status.value if info.status.value in ("ended", "abandoned") else "open",
+        info.ended_at,
+        latest.seq if latest else None,
+        latest.ts if latest else None,
+        latest is not None,
+        latest.note if latest else None,
+        info.id,
     )

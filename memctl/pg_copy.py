@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import Conflict
-from .ledger import Summary, dumps, loads, summarise
+from .ledger import Summary, copied_summary_values, dumps, loads, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
 from .pg_search import fact_document, search_document
 
@@ -116,25 +116,7 @@ def import_session(
                 (info.id, checkpoint.seq, checkpoint.id, checkpoint.ts, checkpoint.note,
                  dumps(checkpoint.state)),
             )  # fmt: skip
-        latest = checkpoints[-1] if checkpoints else None
-        conn.execute(
-            _UPDATE_SUMMARY,
-            (
-                summary.last_seq,
-                summary.events,
-                summary.messages,
-                summary.last_message_seq,
-                max(summary.last_activity_at, info.last_activity_at),
-                dumps(summary.pending_tool_call),
-                info.status.value if info.status.value in ("ended", "abandoned") else "open",
-                info.ended_at,
-                latest.seq if latest else None,
-                latest.ts if latest else None,
-                latest is not None,
-                latest.note if latest else None,
-                info.id,
-            ),
-        )
+        conn.execute(_UPDATE_SUMMARY, copied_summary_values(info, summary, checkpoints))
     return len(new)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from . import sqlite_search
 from .errors import Conflict
-from .ledger import Summary, dumps, summarise
+from .ledger import Summary, copied_summary_values, dumps, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
 from .sqlite_sql import checkpoint_from_row, insert_event
 
@@ -85,27 +85,12 @@ def import_session(
             (info.id, checkpoint.seq, checkpoint.id, checkpoint.ts, checkpoint.note,
              dumps(checkpoint.state)),
         )  # fmt: skip
-    latest = checkpoints[-1] if checkpoints else None
     conn.execute(
         "UPDATE sessions SET last_seq = ?, events = ?, messages = ?, last_message_seq = ?,"
         " last_activity_at = ?, pending_tool_call = ?, state = ?, ended_at = ?,"
         " checkpoint_seq = coalesce(?, checkpoint_seq), checkpoint_ts = coalesce(?, checkpoint_ts),"
         " checkpoint_note = CASE WHEN ? THEN ? ELSE checkpoint_note END WHERE id = ?",
-        (
-            summary.last_seq,
-            summary.events,
-            summary.messages,
-            summary.last_message_seq,
-            max(summary.last_activity_at, info.last_activity_at),
-            dumps(summary.pending_tool_call),
-            info.status.value if info.status.value in ("ended", "abandoned") else "open",
-            info.ended_at,
-            latest.seq if latest else None,
-            latest.ts if latest else None,
-            latest is not None,
-            latest.note if latest else None,
-            info.id,
-        ),
+        copied_summary_values(info, summary, checkpoints),
     )
     return added
 
