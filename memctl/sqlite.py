@@ -348,8 +348,8 @@ class SQLiteStore:
                 summary = summarise(summary, event, seq, ts)
                 seqs.append(seq)
                 to_index.append((pk, event.content, event.tool_call, event.payload))
-            # Same transaction: an event and its index entry commit together.
-            sqlite_search.index_events(conn, to_index)
+            if sqlite_search.due([pk for pk, *_ in to_index]):
+                sqlite_search.catch_up(conn)
             self._write_summary(session_id, summary, ownership, reopen=state != "open")
         return seqs
 
@@ -481,7 +481,13 @@ class SQLiteStore:
         return sqlite_facts.search(self._conn, query, limit)
 
     # -- search --------------------------------------------------------------
+    def _index_pending(self) -> None:
+        if sqlite_search.pending(self._conn):
+            with self._write() as conn:
+                sqlite_search.catch_up(conn)
+
     def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
+        self._index_pending()
         return sqlite_search.search(
             self._conn,
             query,
@@ -513,6 +519,7 @@ class SQLiteStore:
         return sqlite_maint.info(self._conn, self.path, self.schema_version())
 
     def check(self) -> list[str]:
+        self._index_pending()
         return sqlite_maint.check(self._conn)
 
 

@@ -77,7 +77,8 @@ def import_session(
         summary = summarise(summary, new, event.seq, event.ts)
         to_index.append((pk, event.content, event.tool_call, event.payload))
         added += 1
-    sqlite_search.index_events(conn, to_index)
+    if sqlite_search.due([pk for pk, *_ in to_index]):
+        sqlite_search.catch_up(conn)
     for checkpoint in checkpoints:
         conn.execute(
             "INSERT OR IGNORE INTO checkpoints (session, seq, id, ts, note, state)"
