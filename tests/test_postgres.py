@@ -331,7 +331,8 @@ def test_retry_after_lost_acknowledgement_stores_once(pg_schema_url: str) -> Non
     again = append_events(conn, "s1", events, stamps, me(), [False, False], retry=True)
     assert first == again == [1, 2]
     assert [e.content for e in store.events("s1")] == ["a", "b"]
-    assert store.get_session("s1").events == 2  # type: ignore[union-attr]
+    info = store.get_session("s1")
+    assert info is not None and info.events == 2
     store.close()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
@@ -46,21 +48,9 @@ def lines(items: Iterable[str]) -> str:
     return "\n".join(items)
 
 
-def event(seq: int = 1, **fields: object) -> Event:
-    base: dict[str, object] = {
-        "session": "s_render",
-        "seq": seq,
-        "id": f"e{seq}",
-        "ts": TS,
-        "type": "message",
-        "role": "assistant",
-        "content": None,
-        "tool_call": None,
-        "tool_call_id": None,
-        "payload": None,
-    }
-    base.update(fields)
-    return Event(**base)  # type: ignore[arg-type]
+def event(seq: int = 1, **fields: Any) -> Event:
+    base = Event("s_render", seq, f"e{seq}", TS, "message", "assistant", None, None, None, None)
+    return dataclasses.replace(base, **fields)
 
 
 def session(title: str | None = EVIL, last: str | None = EVIL) -> SessionInfo:

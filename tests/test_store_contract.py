@@ -7,7 +7,7 @@ import os
 import pytest
 
 from memctl.errors import BadInput, Conflict, FencedOut, SessionOwned
-from memctl.models import NewEvent, Status
+from memctl.models import JsonObject, NewEvent, SessionInfo, Status
 from memctl.owners import Identity
 from memctl.storage import Store, Writer
 
@@ -16,8 +16,30 @@ def me(epoch: int | None = None) -> Writer:
     return Writer(Identity.of(os.getpid()), epoch)
 
 
-def msg(role: str, content: str, **extra: object) -> NewEvent:
-    return NewEvent(type="message", role=role, content=content, **extra)  # type: ignore[arg-type]
+def msg(
+    role: str,
+    content: str,
+    *,
+    id: str | None = None,
+    ts: str | None = None,
+    tool_call: JsonObject | None = None,
+    tool_call_id: str | None = None,
+) -> NewEvent:
+    return NewEvent(
+        type="message",
+        role=role,
+        content=content,
+        id=id,
+        ts=ts,
+        tool_call=tool_call,
+        tool_call_id=tool_call_id,
+    )
+
+
+def info_of(store: Store, session_id: str) -> SessionInfo:
+    found = store.get_session(session_id)
+    assert found is not None, f"no session {session_id}"
+    return found
 
 
 def test_append_creates_session_and_numbers_from_one(store: Store) -> None:
@@ -159,7 +181,7 @@ def test_end_and_abandon(store: Store) -> None:
     store.create_session("s2", None, {}, me())
     assert store.end_session("s1", "ended", me()).status is Status.ENDED
     assert store.end_session("s2", "abandoned", me()).status is Status.ABANDONED
-    assert store.get_session("s1").ended_at is not None  # type: ignore[union-attr]
+    assert info_of(store, "s1").ended_at is not None
 
 
 def test_recording_into_ended_session_reopens_it(store: Store) -> None:
@@ -188,7 +210,7 @@ def test_reused_pid_does_not_look_alive(store: Store) -> None:
     """An owner with a live pid but another start time is incomplete."""
     forged = Identity(Identity.of(os.getpid()).host, os.getpid(), 1, Identity.of(1).boot_id)
     store.append("s1", [msg("user", "x")], Writer(forged))
-    assert store.get_session("s1").status is Status.INCOMPLETE  # type: ignore[union-attr]
+    assert info_of(store, "s1").status is Status.INCOMPLETE
 
 
 def test_claim_raises_epoch(store: Store) -> None:
