@@ -173,6 +173,81 @@ def stamp(event: NewEvent, new_id: str, now: str) -> tuple[str, str]:
     return (event.id or new_id, event.ts or now)
 
 
+# -- the common append in one statement -------------------------------------
+#
+# Most appends come from a writer the session already belongs to. For them the
+# rules above come down to "keep the epoch, refresh the owner's lease, reopen
+# if ended", and the summary after a batch can be written relative to the row
+# being updated, so an adapter can do the whole append with one conditional
+# UPDATE of the session row (see pg_fast and SQLiteStore._append_fast).
+
+
+@dataclass(frozen=True)
+class BatchEffect:
+    """What appending a batch of new events does to a session's summary.
+
+    Offsets count from 1 within the batch (seq = last_seq + offset). The
+    pending tool call after the batch is ``pending`` if the batch
+    ``sets_pending`` (an assistant message with a tool call); otherwise it is
+    the session's current one, unless a tool message of the batch
+    ``answered`` it. The same as ``ledger.summarise`` applied event by event.
+    """
+
+    count: int
+    messages: int
+    last_message: int | None
+    newest: str
+    sets_pending: bool
+    pending: JsonObject | None
+    answered: list[str]
+
+
+def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> BatchEffect:
+    messages = 0
+    last_message: int | None = None
+    sets_pending = False
+    pending: JsonObject | None = None
+    answered: list[str] = []
+    for offset, event in enumerate(events, start=1):
+        if event.type != "message":
+            continue
+        messages += 1
+        last_message = offset
+        if event.role == "assistant" and event.tool_call is not None:
+            sets_pending, pending = True, event.tool_call
+        elif event.role == "tool" and event.tool_call_id is not None:
+            if not sets_pending:
+                # Whether it answers the session's current call is up to the row.
+                answered.append(event.tool_call_id)
+            elif pending is not None and event.tool_call_id == pending.get("id"):
+                pending = None
+    return BatchEffect(
+        count=len(events),
+        messages=messages,
+        last_message=last_message,
+        newest=max(ts for _, ts in stamps),
+        sets_pending=sets_pending,
+        pending=pending,
+        answered=answered,
+    )
+
+
+def eligible(writer: Writer) -> bool:
+    """Whether ``writer`` may take an adapter's one-statement append at all.
+
+    A writer with an epoch always may (the statement checks it is the current
+    one). Without one, ``ledger`` refreshes the owner only if the writer *is*
+    the session's live owner: the statement compares the owner columns, and
+    liveness is checked here, on /proc, as ``owner_alive`` would for that
+    owner. The lease is left out (None): a writer whose liveness cannot be
+    seen locally takes the general path.
+    """
+    if writer.epoch is not None:
+        return True
+    me = writer.identity
+    return owner_alive(Owner(me.host, me.pid, me.start_time, me.boot_id, None), 0.0)
+
+
 def owner_from_row(row: Row) -> Owner | None:
     if row["owner_host"] is None:
         return None

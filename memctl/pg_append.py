@@ -43,7 +43,9 @@ from .ids import now_ts
 from .ledger import (
     Ownership,
     Summary,
+    batch_effect,
     dumps,
+    eligible,
     loads,
     owner_from_row,
     ownership_for_write,
@@ -51,7 +53,7 @@ from .ledger import (
     writer_owner,
 )
 from .models import NewEvent
-from .pg_fast import batch_effect, eligible, try_append
+from .pg_fast import try_append
 from .pg_rows import Row, encode, event_row
 from .storage import Writer
 

@@ -30,16 +30,13 @@ statement needs none.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import psycopg
 from psycopg import Connection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 
-from .ledger import dumps
-from .models import JsonObject, NewEvent, Owner
-from .owners import owner_alive
+from .ledger import BatchEffect, dumps
 from .pg_rows import Row, encode
 from .storage import Writer
 
@@ -84,72 +81,6 @@ _APPEND = """
     )
     SELECT base FROM s
 """
-
-
-@dataclass(frozen=True)
-class BatchEffect:
-    """What appending a batch of new events does to a session's summary.
-
-    Offsets count from 1 within the batch (seq = last_seq + offset). The
-    pending tool call after the batch is ``pending`` if the batch
-    ``sets_pending`` (an assistant message with a tool call); otherwise it is
-    the session's current one, unless a tool message of the batch
-    ``answered`` it. The same as ``ledger.summarise`` applied event by event.
-    """
-
-    count: int
-    messages: int
-    last_message: int | None
-    newest: str
-    sets_pending: bool
-    pending: JsonObject | None
-    answered: list[str]
-
-
-def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> BatchEffect:
-    messages = 0
-    last_message: int | None = None
-    sets_pending = False
-    pending: JsonObject | None = None
-    answered: list[str] = []
-    for offset, event in enumerate(events, start=1):
-        if event.type != "message":
-            continue
-        messages += 1
-        last_message = offset
-        if event.role == "assistant" and event.tool_call is not None:
-            sets_pending, pending = True, event.tool_call
-        elif event.role == "tool" and event.tool_call_id is not None:
-            if not sets_pending:
-                # Whether it answers the session's current call is up to the row.
-                answered.append(event.tool_call_id)
-            elif pending is not None and event.tool_call_id == pending.get("id"):
-                pending = None
-    return BatchEffect(
-        count=len(events),
-        messages=messages,
-        last_message=last_message,
-        newest=max(ts for _, ts in stamps),
-        sets_pending=sets_pending,
-        pending=pending,
-        answered=answered,
-    )
-
-
-def eligible(writer: Writer) -> bool:
-    """Whether ``writer`` may take the one-statement path at all.
-
-    A writer with an epoch always may (the statement checks it is the current
-    one). Without one, ``ledger`` refreshes the owner only if the writer *is*
-    the session's live owner: the statement compares the owner columns, and
-    liveness is checked here, on /proc, as ``owner_alive`` would for that
-    owner. The lease is left out (None): a writer whose liveness cannot be
-    seen locally takes the general path.
-    """
-    if writer.epoch is not None:
-        return True
-    me = writer.identity
-    return owner_alive(Owner(me.host, me.pid, me.start_time, me.boot_id, None), 0.0)
 
 
 def try_append(

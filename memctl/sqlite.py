@@ -31,7 +31,9 @@ from .ids import new_id, now_ts
 from .ledger import (
     Ownership,
     Summary,
+    batch_effect,
     dumps,
+    eligible,
     owner_from_row,
     ownership_for_claim,
     ownership_for_write,
@@ -52,9 +54,11 @@ from .models import (
 from .search import SearchHit
 from .sqlite_schema import LATEST_VERSION, MIGRATIONS, SEARCH_VERSION, build_migrations
 from .sqlite_sql import (
+    APPEND_FAST,
     EVENT_AT,
     EVENTS_AFTER,
     EVENTS_TAIL,
+    LAST_SEQ,
     MESSAGES_AFTER,
     RECENT_EVENTS,
     SESSION_SELECT,
@@ -309,48 +313,109 @@ class SQLiteStore:
 
     # -- events ------------------------------------------------------------
     def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
-        seqs: list[int] = []
-        to_index: list[sqlite_search.IndexRow] = []
         with self._write() as conn:
-            now = time.time()
-            row = conn.execute(
-                "SELECT state, epoch, last_seq, events, messages, last_message_seq,"
-                " last_activity_at, pending_tool_call, owner_host, owner_pid, owner_start,"
-                " owner_boot, lease_until FROM sessions WHERE id = ?",
-                (session_id,),
-            ).fetchone()
-            stamp_now = now_ts()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?, ?, ?)",
-                    (session_id, stamp_now, stamp_now),
-                )
-                ownership = Ownership(writer_owner(writer, now), 1)
-                summary = Summary.empty(stamp_now)
-                state = "open"
-            else:
-                ownership = ownership_for_write(
-                    row["state"], owner_from_row(row), row["epoch"], writer, now
-                )
-                summary = Summary.from_row(row)
-                state = row["state"]
-            for event in events:
-                if event.id is not None:
-                    existing = conn.execute(
-                        "SELECT session, seq FROM events WHERE id = ?", (event.id,)
-                    ).fetchone()
-                    if existing is not None:
-                        seqs.append(_idempotent_seq(existing, event.id, session_id))
-                        continue
-                event_id, ts = stamp(event, new_id("e"), stamp_now)
-                seq = summary.last_seq + 1
-                pk = insert_event(conn, session_id, seq, event_id, ts, event)
-                summary = summarise(summary, event, seq, ts)
-                seqs.append(seq)
-                to_index.append((pk, event.content, event.tool_call, event.payload))
-            if sqlite_search.due([pk for pk, *_ in to_index]):
-                sqlite_search.catch_up(conn)
-            self._write_summary(session_id, summary, ownership, reopen=state != "open")
+            if events and eligible(writer) and all(event.id is None for event in events):
+                seqs = self._append_fast(conn, session_id, events, writer)
+                if seqs is not None:
+                    return seqs
+            return self._append_general(conn, session_id, events, writer)
+
+    def _append_fast(
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        events: Sequence[NewEvent],
+        writer: Writer,
+    ) -> list[int] | None:
+        """The common append: one UPDATE of the session, then the inserts.
+
+        None (nothing written) when the session is not in the state
+        ``APPEND_FAST`` handles; ids are memctl's own, so none can be taken.
+        """
+        stamp_now = now_ts()
+        stamps = [(new_id("e"), event.ts or stamp_now) for event in events]
+        effect = batch_effect(events, stamps)
+        me = writer.identity
+        updated = conn.execute(
+            APPEND_FAST,
+            {
+                "session": session_id,
+                "epoch": writer.epoch,
+                "host": me.host,
+                "pid": me.pid,
+                "start": me.start_time,
+                "boot": me.boot_id,
+                "lease": time.time() + writer.lease_seconds,
+                "count": effect.count,
+                "messages": effect.messages,
+                "last_message": effect.last_message,
+                "newest": effect.newest,
+                "sets_pending": effect.sets_pending,
+                "pending": dumps(effect.pending),
+                "answered": dumps(effect.answered) if effect.answered else "[]",
+            },
+        ).rowcount
+        if not updated:
+            return None
+        first = int(conn.execute(LAST_SEQ, (session_id,)).fetchone()[0]) - effect.count + 1
+        pks = [
+            insert_event(conn, session_id, seq, event_id, ts, event)
+            for seq, event, (event_id, ts) in zip(
+                range(first, first + effect.count), events, stamps, strict=True
+            )
+        ]
+        if sqlite_search.due(pks):
+            sqlite_search.catch_up(conn)
+        return list(range(first, first + effect.count))
+
+    def _append_general(
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        events: Sequence[NewEvent],
+        writer: Writer,
+    ) -> list[int]:
+        """Any append, with ``ledger`` deciding from the session row as read."""
+        seqs: list[int] = []
+        pks: list[int] = []
+        now = time.time()
+        row = conn.execute(
+            "SELECT state, epoch, last_seq, events, messages, last_message_seq,"
+            " last_activity_at, pending_tool_call, owner_host, owner_pid, owner_start,"
+            " owner_boot, lease_until FROM sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
+        stamp_now = now_ts()
+        if row is None:
+            conn.execute(
+                "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?, ?, ?)",
+                (session_id, stamp_now, stamp_now),
+            )
+            ownership = Ownership(writer_owner(writer, now), 1)
+            summary = Summary.empty(stamp_now)
+            state = "open"
+        else:
+            ownership = ownership_for_write(
+                row["state"], owner_from_row(row), row["epoch"], writer, now
+            )
+            summary = Summary.from_row(row)
+            state = row["state"]
+        for event in events:
+            if event.id is not None:
+                existing = conn.execute(
+                    "SELECT session, seq FROM events WHERE id = ?", (event.id,)
+                ).fetchone()
+                if existing is not None:
+                    seqs.append(_idempotent_seq(existing, event.id, session_id))
+                    continue
+            event_id, ts = stamp(event, new_id("e"), stamp_now)
+            seq = summary.last_seq + 1
+            pks.append(insert_event(conn, session_id, seq, event_id, ts, event))
+            summary = summarise(summary, event, seq, ts)
+            seqs.append(seq)
+        if sqlite_search.due(pks):
+            sqlite_search.catch_up(conn)
+        self._write_summary(session_id, summary, ownership, reopen=state != "open")
         return seqs
 
     def _write_summary(

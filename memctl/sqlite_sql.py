@@ -88,6 +88,35 @@ SET_OWNER = (
     " lease_until = ?, epoch = ? WHERE id = ?"
 )
 # The summary after an append, with the owner columns as in SET_OWNER.
+# The common append (ledger.eligible writers) as one conditional update of the
+# session row: SQLite evaluates every right-hand side against the row as it
+# was, so the summary is written relative to it, as ledger.summarise would.
+# It matches nothing unless the session is open and the writer holds the
+# current epoch or (no epoch) is the recorded owner; the caller then takes the
+# general path, which also handles reopening an ended session. The caller
+# reads the new last_seq back (cheaper than RETURNING here).
+APPEND_FAST = """
+    UPDATE sessions SET
+        last_seq = last_seq + :count,
+        events = events + :count,
+        messages = messages + :messages,
+        last_message_seq = coalesce(last_seq + :last_message, last_message_seq),
+        last_activity_at = max(last_activity_at, :newest),
+        pending_tool_call = CASE
+            WHEN :sets_pending THEN :pending
+            WHEN json_type(pending_tool_call, '$.id') = 'text'
+                 AND json_extract(pending_tool_call, '$.id')
+                     IN (SELECT value FROM json_each(:answered)) THEN NULL
+            ELSE pending_tool_call END,
+        owner_host = :host, owner_pid = :pid, owner_start = :start, owner_boot = :boot,
+        lease_until = :lease
+    WHERE id = :session AND state = 'open'
+      AND CASE WHEN :epoch IS NOT NULL THEN epoch = :epoch
+               ELSE owner_host = :host AND owner_pid = :pid
+                    AND owner_start IS :start AND owner_boot IS :boot END
+"""
+LAST_SEQ = "SELECT last_seq FROM sessions WHERE id = ?"
+
 WRITE_SUMMARY = (
     "UPDATE sessions SET last_seq = ?, events = ?, messages = ?, last_message_seq = ?,"
     " last_activity_at = ?, pending_tool_call = ?,"

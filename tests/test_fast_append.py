@@ -1,0 +1,160 @@
+"""The one-statement append against the rules it shortcuts, on both backends.
+
+Both adapters write the common append (a writer the session already belongs
+to) as one conditional UPDATE that computes the summary in SQL from
+``ledger.batch_effect``. These tests feed random batches of messages, tool
+calls, answers and other events through it and compare what the session
+summary says with ``ledger.summarise`` applied event by event, the rule the
+general path uses. They also check that the shortcut was really taken, so a
+change that quietly sends everything down the general path fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memctl import ledger
+from memctl.ledger import Summary, summarise
+from memctl.models import NewEvent
+from memctl.owners import Identity
+from memctl.storage import Store, Writer
+
+CALL_IDS = ["c1", "c2", "c3"]
+
+
+def _event(kind: str, call: str | None) -> NewEvent:
+    if kind == "user":
+        return NewEvent(type="message", role="user", content="hello")
+    if kind == "call":
+        tool_call: dict[str, Any] = {"name": "grep", "arguments": {"q": "x"}}
+        if call is not None:
+            tool_call["id"] = call
+        return NewEvent(type="message", role="assistant", content=None, tool_call=tool_call)
+    if kind == "answer":
+        return NewEvent(type="message", role="tool", content="found", tool_call_id=call)
+    if kind == "odd-call":
+        # An id that is not a string can never be answered.
+        odd: dict[str, Any] = {"name": "grep", "id": None}
+        return NewEvent(type="message", role="assistant", content="x", tool_call=odd)
+    return NewEvent(type="note", payload={"k": kind})
+
+
+events = st.builds(
+    _event,
+    st.sampled_from(["user", "call", "answer", "odd-call", "note"]),
+    st.one_of(st.none(), st.sampled_from(CALL_IDS)),
+)
+batches = st.lists(st.lists(events, min_size=1, max_size=5), min_size=1, max_size=6)
+
+
+@pytest.fixture
+def general_calls(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts appends that took the general path instead of the one statement."""
+    calls: list[int] = []
+    if store.backend == "sqlite":
+        from memctl.sqlite import SQLiteStore
+
+        original = SQLiteStore._append_general
+
+        def counted_sqlite(self: SQLiteStore, *args: Any, **kwargs: Any) -> list[int]:
+            calls.append(1)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(SQLiteStore, "_append_general", counted_sqlite)
+    else:
+        from memctl import pg_append
+
+        original_pg = pg_append._append_general
+
+        def counted_pg(*args: Any, **kwargs: Any) -> list[int]:
+            calls.append(1)
+            return original_pg(*args, **kwargs)
+
+        monkeypatch.setattr(pg_append, "_append_general", counted_pg)
+    yield calls
+
+
+def _check(store: Store, session_id: str, writer: Writer, plan: list[list[NewEvent]]) -> None:
+    expected = Summary.empty("")
+    for batch in plan:
+        seqs = store.append(session_id, batch, writer)
+        assert seqs == list(range(expected.last_seq + 1, expected.last_seq + 1 + len(batch)))
+        for seq, event in zip(seqs, batch, strict=True):
+            expected = summarise(expected, event, seq, "")
+    info = store.get_session(session_id)
+    assert info is not None
+    assert info.events == expected.events
+    assert info.messages == expected.messages
+    assert info.pending_tool_call == expected.pending_tool_call
+    last = info.last_message.seq if info.last_message is not None else None
+    assert last == expected.last_message_seq
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(plan=batches)
+def test_epoch_writer_summary_matches_ledger(
+    store: Store, general_calls: list[int], plan: list[list[NewEvent]]
+) -> None:
+    """An agent holding the epoch: every batch takes the shortcut, summary as the ledger says."""
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
+    general_calls.clear()
+    _check(store, info.id, Writer(me.identity, info.epoch), plan)
+    assert general_calls == []
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(plan=batches)
+def test_owner_without_epoch_summary_matches_ledger(
+    store: Store, general_calls: list[int], plan: list[list[NewEvent]]
+) -> None:
+    """A CLI writer that owns the session: only the creating append takes the general path."""
+    general_calls.clear()
+    _check(store, "s_" + uuid.uuid4().hex, Writer(Identity.of(os.getpid())), plan)
+    assert len(general_calls) == 1
+
+
+def test_ended_session_reopens(store: Store) -> None:
+    """Writing into an ended session with the current epoch reopens it."""
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_reopen", None, {}, me)
+    writer = Writer(me.identity, info.epoch)
+    store.append(info.id, [NewEvent(type="message", role="user", content="a")], writer)
+    store.end_session(info.id, "ended", writer)
+    later = [NewEvent(type="message", role="user", content="b")]
+    assert store.append(info.id, later, writer) == [2]
+    reopened = store.get_session(info.id)
+    assert reopened is not None and reopened.ended_at is None
+    assert reopened.status.value == "active"
+
+
+def test_stale_epoch_is_fenced_not_shortcut(store: Store) -> None:
+    """A writer with an old epoch matches nothing in the shortcut and is fenced out."""
+    from memctl.errors import FencedOut
+
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_fence", None, {}, me)
+    taken = store.claim(info.id, me, force=True)
+    assert taken.epoch == info.epoch + 1
+    with pytest.raises(FencedOut):
+        store.append(
+            info.id,
+            [NewEvent(type="message", role="user", content="late")],
+            Writer(me.identity, info.epoch),
+        )
+    assert ledger.eligible(Writer(me.identity, info.epoch))
