@@ -1,5 +1,11 @@
 """Connections to PostgreSQL for the adapter: one, or a pool; retried once when lost.
 
+Statements are prepared from their second use (``pg_conninfo``). Behind a
+transaction-pooling proxy that cannot route them, a statement fails because
+its prepared twin is missing on (or already exists on) the server connection
+the proxy picked; ``run`` then turns preparing off for good and runs the work
+once more, which is safe because the failed statement committed nothing.
+
 Everything that touches libpq's error text lives here, because that text can
 quote the URL (password included): each message is scrubbed to one line and
 raised outside the ``except`` block that caught the driver's exception, so the
@@ -127,6 +133,8 @@ class PgConnector:
     def connection(self) -> Iterator[Conn]:
         if self.pool is not None:
             with self.pool.connection() as conn:
+                # Pooled connections opened before preparing was turned off.
+                conn.prepare_threshold = self._prepare_threshold
                 yield conn
             return
         with self._lock:
@@ -134,14 +142,21 @@ class PgConnector:
                 self.conn = self._connect()
             yield self.conn
 
+    def _stop_preparing(self, conn: Conn | None) -> None:
+        """Turn prepared statements off: for ``conn`` and every later connection."""
+        with self._lock:
+            self._prepare_threshold = None
+            if conn is not None and not conn.closed:
+                conn.prepare_threshold = None
+
     def run(self, op: Callable[[Conn], T], retried: Callable[[Conn], T] | None = None) -> T:
         """Run ``op`` on a connection; if the connection drops, once more on a new one.
 
         ``retried`` (default ``op``) is what runs the second time: writes pass a
         variant that recognises its own first attempt, committed but unacknowledged.
         """
-        failure, outcome = "", "lost"
         for number, attempt in enumerate((op, retried or op)):
+            failure, outcome = "", "lost"
             used: Conn | None = None
             try:
                 # The error leaves the ``with``: a pool then rolls back and
@@ -149,6 +164,12 @@ class PgConnector:
                 with self.connection() as conn:
                     used = conn
                     return attempt(conn)
+            except PREPARED_STATEMENT_ERRORS as exc:
+                if self._prepare_threshold is None:
+                    failure, outcome = one_line(str(exc), self._target.secrets), "error"
+                else:
+                    self._stop_preparing(used)
+                    outcome = "unprepared"
             except psycopg.DataError as exc:
                 # Values PostgreSQL cannot hold (a NUL character) that the
                 # input layer normally replaces before they get here.
@@ -159,6 +180,8 @@ class PgConnector:
                     outcome = "unreachable"  # the pool found no connection in time
                 elif not _connection_lost(exc, used):
                     outcome = "error"
+            if outcome == "unprepared":
+                continue  # the first attempt: preparing is off for the second
             if outcome != "lost" or number:
                 break
             if self.pool is not None:
@@ -177,6 +200,15 @@ class PgConnector:
         if outcome == "error":
             raise StorageUnavailable(f"database error on {self._location}: {failure}")
         raise StorageUnavailable(f"lost the connection to {self._location}: {failure}")
+
+
+# What a transaction-pooling proxy does to prepared statements: the server
+# connection it picked lacks the one psycopg prepared (26000), or already has
+# one of that name from another client (42P05).
+PREPARED_STATEMENT_ERRORS = (
+    psycopg.errors.InvalidSqlStatementName,
+    psycopg.errors.DuplicatePreparedStatement,
+)
 
 
 def _connection_lost(exc: psycopg.OperationalError, conn: Conn) -> bool:

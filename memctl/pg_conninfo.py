@@ -10,9 +10,13 @@ the URL (libpq refuses parameters it does not know):
     keep a ``psycopg_pool`` pool of up to N connections (``pool=true``: 4)
     instead of one connection; for long-lived, multi-threaded library users.
 ``prepare_threshold=N``
-    let psycopg prepare statements after N uses. Off by default, because
-    transaction-pooling proxies such as pgbouncer cannot route prepared
-    statements.
+    let psycopg prepare a statement after N unprepared uses (default 1: from
+    its second use, so a one-shot command never pays for preparing), or
+    ``off``. A prepared append costs the server about half as much as one
+    planned afresh. Transaction-pooling proxies (pgbouncer before 1.21, or
+    without ``max_prepared_statements``) cannot route prepared statements:
+    ``pg_connect`` notices the error they cause and turns preparing off, and
+    ``prepare_threshold=off`` avoids the one failed attempt.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .errors import BadInput
 from .redact import redact_url, scrub
 
 DEFAULT_POOL_SIZE = 4
+DEFAULT_PREPARE_THRESHOLD = 1
 _OWN_PARAMS = ("pool", "prepare_threshold")
 
 
@@ -44,7 +49,7 @@ def parse_target(url: str) -> PgTarget:
     safe = redact(url, secrets)
     conninfo, own = _split_own_params(url)
     pool_size = _pool_size(own.get("pool"), safe)
-    threshold = _int_param(own.get("prepare_threshold"), "prepare_threshold", safe)
+    threshold = _prepare_threshold(own.get("prepare_threshold"), safe)
     return PgTarget(conninfo, pool_size, threshold, secrets, safe)
 
 
@@ -105,6 +110,15 @@ def _pool_size(raw: str | None, where: str) -> int | None:
     if raw.lower() in ("1", "true", "yes", "on"):
         return DEFAULT_POOL_SIZE if raw.lower() != "1" else 1
     return _int_param(raw, "pool", where)
+
+
+def _prepare_threshold(raw: str | None, where: str) -> int | None:
+    """psycopg's ``prepare_threshold``: memctl's default when absent, None for off."""
+    if raw is None:
+        return DEFAULT_PREPARE_THRESHOLD
+    if raw.lower() in ("", "none", "off", "false", "no"):
+        return None
+    return _int_param(raw, "prepare_threshold", where)
 
 
 def _int_param(raw: str | None, name: str, where: str) -> int | None:

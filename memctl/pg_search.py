@@ -38,6 +38,7 @@ from psycopg.rows import DictRow, dict_row
 
 from .errors import BadInput, StorageUnavailable
 from .ledger import loads
+from .pg_connect import PREPARED_STATEMENT_ERRORS
 from .search import (
     Node,
     SearchHit,
@@ -388,8 +389,8 @@ def run_query(
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sql, params).fetchall()
     except psycopg.Error as exc:
-        if is_connection_lost(exc, conn):
-            raise  # the connector replaces the connection and retries
+        if is_connection_lost(exc, conn) or isinstance(exc, PREPARED_STATEMENT_ERRORS):
+            raise  # the connector deals with these and retries
         failure = exc
     # Raised outside the except block: the driver's error is not chained.
     raise query_error(query, failure)

@@ -4,8 +4,9 @@
 A long-lived or multi-threaded program asks for a ``psycopg_pool`` pool,
 either with ``PostgresStore(url, pool=8)`` or with ``?pool=8`` in the URL (so
 ``memctl.open(url)`` and ``MEMCTL_DB`` can ask for one too). Prepared
-statements are off unless ``prepare_threshold`` is given (argument or URL
-parameter), so transaction-pooling proxies such as pgbouncer work.
+statements are on from a statement's second use (``prepare_threshold``,
+argument or URL parameter; ``off`` turns them off), and turn themselves off
+behind a transaction-pooling proxy such as pgbouncer (see ``pg_connect``).
 
 Concurrency is the server's: an append locks its session row (``SELECT ...
 FOR UPDATE``), so seqs stay gapless under any number of writers, and event ids
@@ -25,7 +26,7 @@ psycopg is imported by this module only, and this module only when a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.rows import DictRow, tuple_row
 
@@ -108,7 +109,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
         url: str,
         *,
         pool: int | bool | None = None,
-        prepare_threshold: int | None = None,
+        prepare_threshold: int | Literal["off"] | None = None,
         progress: Progress | None = None,
     ) -> None:
         target = parse_target(url)
@@ -117,7 +118,11 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
             target,
             pool_size=target.pool_size if pool is None else (4 if pool is True else (pool or None)),
             prepare_threshold=(
-                prepare_threshold if prepare_threshold is not None else target.prepare_threshold
+                target.prepare_threshold
+                if prepare_threshold is None
+                else None
+                if prepare_threshold == "off"
+                else prepare_threshold
             ),
             progress=progress,
         )
