@@ -13,6 +13,7 @@ from . import (
     pg_append,
     pg_import,
     pg_resume,
+    search_pg,
     search_sqlite,
     sqlite_append,
     sqlite_resume,
@@ -27,6 +28,7 @@ BENCHMARKS: list[Benchmark] = [
     pg_append.BENCHMARK,
     pg_import.BENCHMARK,
     pg_resume.BENCHMARK,
+    search_pg.BENCHMARK,
 ]
 
 
