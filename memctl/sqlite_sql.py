@@ -94,26 +94,30 @@ SET_OWNER = (
 # It matches nothing unless the session is open and the writer holds the
 # current epoch or (no epoch) is the recorded owner; the caller then takes the
 # general path, which also handles reopening an ended session. The caller
-# reads the new last_seq back (cheaper than RETURNING here).
+# reads the new last_seq back (cheaper than RETURNING here). Numbered
+# parameters, bound from a tuple (cheaper than names).
 APPEND_FAST = """
+    -- ?1 session, ?2 epoch, ?3-?6 the writer (host, pid, start, boot),
+    -- ?7 lease_until, then ledger.BatchEffect: ?8 count, ?9 messages,
+    -- ?10 last_message, ?11 newest, ?12 sets_pending, ?13 pending, ?14 answered
     UPDATE sessions SET
-        last_seq = last_seq + :count,
-        events = events + :count,
-        messages = messages + :messages,
-        last_message_seq = coalesce(last_seq + :last_message, last_message_seq),
-        last_activity_at = max(last_activity_at, :newest),
+        last_seq = last_seq + ?8,
+        events = events + ?8,
+        messages = messages + ?9,
+        last_message_seq = coalesce(last_seq + ?10, last_message_seq),
+        last_activity_at = max(last_activity_at, ?11),
         pending_tool_call = CASE
-            WHEN :sets_pending THEN :pending
+            WHEN ?12 THEN ?13
             WHEN json_type(pending_tool_call, '$.id') = 'text'
                  AND json_extract(pending_tool_call, '$.id')
-                     IN (SELECT value FROM json_each(:answered)) THEN NULL
+                     IN (SELECT value FROM json_each(?14)) THEN NULL
             ELSE pending_tool_call END,
-        owner_host = :host, owner_pid = :pid, owner_start = :start, owner_boot = :boot,
-        lease_until = :lease
-    WHERE id = :session AND state = 'open'
-      AND CASE WHEN :epoch IS NOT NULL THEN epoch = :epoch
-               ELSE owner_host = :host AND owner_pid = :pid
-                    AND owner_start IS :start AND owner_boot IS :boot END
+        owner_host = ?3, owner_pid = ?4, owner_start = ?5, owner_boot = ?6,
+        lease_until = ?7
+    WHERE id = ?1 AND state = 'open'
+      AND CASE WHEN ?2 IS NOT NULL THEN epoch = ?2
+               ELSE owner_host = ?3 AND owner_pid = ?4
+                    AND owner_start IS ?5 AND owner_boot IS ?6 END
 """
 LAST_SEQ = "SELECT last_seq FROM sessions WHERE id = ?"
 
