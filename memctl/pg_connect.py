@@ -56,7 +56,11 @@ class PgConnector:
         conn = self._connect()
         failure = None
         try:
+            # Unprepared: the migration runs once, and a prepared statement
+            # behind a transaction-pooling proxy would fail outside ``run``.
+            conn.prepare_threshold = None
             pg_schema.migrate(conn, self._location, progress)
+            conn.prepare_threshold = prepare_threshold
         except psycopg.Error as exc:
             failure = one_line(str(exc), target.secrets)
         finally:
