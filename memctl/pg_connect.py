@@ -4,7 +4,8 @@ Statements are prepared from their second use (``pg_conninfo``). Behind a
 transaction-pooling proxy that cannot route them, a statement fails because
 its prepared twin is missing on (or already exists on) the server connection
 the proxy picked; ``run`` then turns preparing off for good and runs the work
-once more, which is safe because the failed statement committed nothing.
+once more, as the variant a write passes for retries after a lost connection
+(its first attempt may have committed part of the work before failing).
 
 Everything that touches libpq's error text lives here, because that text can
 quote the URL (password included): each message is scrubbed to one line and
@@ -154,26 +155,32 @@ class PgConnector:
                 conn.prepare_threshold = None
 
     def run(self, op: Callable[[Conn], T], retried: Callable[[Conn], T] | None = None) -> T:
-        """Run ``op`` on a connection; if the connection drops, once more on a new one.
+        """Run ``op`` on a connection, again if the connection drops or cannot prepare.
 
-        ``retried`` (default ``op``) is what runs the second time: writes pass a
-        variant that recognises its own first attempt, committed but unacknowledged.
+        Two retries, one of each kind at most: once on a new connection after
+        a lost one, and once unprepared after a proxy refused a prepared
+        statement on a connection that was preparing (each connection decides
+        for itself: another thread may have turned preparing off meanwhile).
+        Every retry runs ``retried`` (default ``op``): writes pass a variant
+        that recognises its own first attempt, committed but unacknowledged.
         """
-        for number, attempt in enumerate((op, retried or op)):
+        attempt, lost_retry, unprepared_retry = op, True, True
+        while True:
             failure, outcome = "", "lost"
             used: Conn | None = None
+            preparing = False
             try:
                 # The error leaves the ``with``: a pool then rolls back and
                 # discards a broken connection instead of committing on it.
                 with self.connection() as conn:
                     used = conn
+                    preparing = conn.prepare_threshold is not None
                     return attempt(conn)
-            except PREPARED_STATEMENT_ERRORS as exc:
-                if self._prepare_threshold is None:
-                    failure, outcome = one_line(str(exc), self._target.secrets), "error"
-                else:
+            except (*PREPARED_STATEMENT_ERRORS, psycopg.errors.FeatureNotSupported) as exc:
+                failure, outcome = one_line(str(exc), self._target.secrets), "error"
+                if preparing and unprepared_retry and refused_prepared(exc):
+                    unprepared_retry, outcome = False, "unprepared"
                     self._stop_preparing(used)
-                    outcome = "unprepared"
             except psycopg.DataError as exc:
                 # Values PostgreSQL cannot hold (a NUL character) that the
                 # input layer normally replaces before they get here.
@@ -184,18 +191,12 @@ class PgConnector:
                     outcome = "unreachable"  # the pool found no connection in time
                 elif not _connection_lost(exc, used):
                     outcome = "error"
-            if outcome == "unprepared":
-                continue  # the first attempt: preparing is off for the second
-            if outcome != "lost" or number:
+            if outcome == "lost" and lost_retry:
+                lost_retry = False
+                self._drop_dead_connections()
+            elif outcome != "unprepared":
                 break
-            if self.pool is not None:
-                # After a server restart every idle connection is dead: drop
-                # them all now, or the retry would just draw the next corpse.
-                self.pool.check()
-            else:
-                with self._lock:
-                    if self.conn is not None:
-                        self.conn.close()  # connection() opens a fresh one
+            attempt = retried or op
         # Raised here, outside the except blocks, so no driver exception is chained.
         if outcome == "bad":
             raise BadInput(f"cannot store this value: {failure}")
@@ -205,6 +206,16 @@ class PgConnector:
             raise StorageUnavailable(f"database error on {self._location}: {failure}")
         raise StorageUnavailable(f"lost the connection to {self._location}: {failure}")
 
+    def _drop_dead_connections(self) -> None:
+        if self.pool is not None:
+            # After a server restart every idle connection is dead: drop
+            # them all now, or the retry would just draw the next corpse.
+            self.pool.check()
+        else:
+            with self._lock:
+                if self.conn is not None:
+                    self.conn.close()  # connection() opens a fresh one
+
 
 # What a transaction-pooling proxy does to prepared statements: the server
 # connection it picked lacks the one psycopg prepared (26000), or already has
@@ -213,6 +224,18 @@ PREPARED_STATEMENT_ERRORS = (
     psycopg.errors.InvalidSqlStatementName,
     psycopg.errors.DuplicatePreparedStatement,
 )
+
+
+def refused_prepared(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is a prepared statement's fault, so running unprepared helps.
+
+    Besides a proxy's errors: a statement prepared before another process
+    migrated the schema (``SELECT s.*`` gained a column) fails with
+    "cached plan must not change result type" (0A000).
+    """
+    if isinstance(exc, PREPARED_STATEMENT_ERRORS):
+        return True
+    return "cached plan must not change result type" in str(exc)
 
 
 def _connection_lost(exc: psycopg.OperationalError, conn: Conn) -> bool:

@@ -38,7 +38,7 @@ from psycopg.rows import DictRow, dict_row
 
 from .errors import BadInput, StorageUnavailable
 from .ledger import loads
-from .pg_connect import PREPARED_STATEMENT_ERRORS
+from .pg_connect import refused_prepared
 from .search import (
     Node,
     SearchHit,
@@ -389,7 +389,7 @@ def run_query(
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sql, params).fetchall()
     except psycopg.Error as exc:
-        if is_connection_lost(exc, conn) or isinstance(exc, PREPARED_STATEMENT_ERRORS):
+        if is_connection_lost(exc, conn) or refused_prepared(exc):
             raise  # the connector deals with these and retries
         failure = exc
     # Raised outside the except block: the driver's error is not chained.

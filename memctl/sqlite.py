@@ -157,12 +157,13 @@ class SQLiteStore:
         users, as promised. The first try costs nothing extra: appends begin
         and commit through here.
         """
+        # The first try may already have waited out busy_timeout inside SQLite.
+        deadline = time.monotonic() + self._timeout
         try:
             self._conn.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             self._check_busy(exc)
-        deadline = time.monotonic() + self._timeout
         delay = 0.001
         while True:
             time.sleep(delay)
@@ -185,6 +186,13 @@ class SQLiteStore:
         if "locked" not in message and "busy" not in message:
             raise exc
 
+    def _commit(self) -> None:
+        try:
+            self._execute_retrying("COMMIT")
+        except BaseException:
+            self._rollback()  # never leave the connection inside a transaction
+            raise
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
@@ -199,7 +207,7 @@ class SQLiteStore:
                 self._rollback()
                 raise
             else:
-                self._execute_retrying("COMMIT")
+                self._commit()
 
     def _session_row(self, session_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._conn.execute(
@@ -350,7 +358,7 @@ class SQLiteStore:
             except BaseException:
                 self._rollback()
                 raise
-            self._execute_retrying("COMMIT")
+            self._commit()
         return seqs
 
     def _append_fast(

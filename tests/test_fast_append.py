@@ -95,6 +95,11 @@ def _check(store: Store, session_id: str, writer: Writer, plan: list[list[NewEve
     assert info.pending_tool_call == expected.pending_tool_call
     last = info.last_message.seq if info.last_message is not None else None
     assert last == expected.last_message_seq
+    # The writer stays the owner, under the same epoch, with a live lease.
+    assert info.owner is not None and writer.identity.matches(info.owner)
+    assert info.status.value == "active"
+    if writer.epoch is not None:
+        assert info.epoch == writer.epoch
 
 
 @settings(
@@ -143,6 +148,28 @@ def test_ended_session_reopens(store: Store) -> None:
     assert reopened.status.value == "active"
 
 
+def test_answer_in_a_later_append_clears_the_pending_call(
+    store: Store, general_calls: list[int]
+) -> None:
+    """A tool call recorded in one append is answered by the next one, both by the shortcut."""
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_answer", None, {}, me)
+    writer = Writer(me.identity, info.epoch)
+    general_calls.clear()
+    call = {"id": "c1", "name": "grep", "arguments": {"q": "x"}}
+    store.append(info.id, [NewEvent(type="message", role="assistant", tool_call=call)], writer)
+    pending = store.get_session(info.id)
+    assert pending is not None and pending.pending_tool_call == call
+    store.append(info.id, [NewEvent(type="message", role="tool", tool_call_id="c2")], writer)
+    still = store.get_session(info.id)
+    assert still is not None and still.pending_tool_call == call  # another call's answer
+    store.append(info.id, [NewEvent(type="message", role="tool", tool_call_id="c1")], writer)
+    answered = store.get_session(info.id)
+    assert answered is not None and answered.pending_tool_call is None
+    assert answered.last_message is not None and answered.last_message.seq == 3
+    assert general_calls == []
+
+
 def test_stale_epoch_is_fenced_not_shortcut(store: Store) -> None:
     """A writer with an old epoch matches nothing in the shortcut and is fenced out."""
     from memctl.errors import FencedOut
@@ -158,3 +185,4 @@ def test_stale_epoch_is_fenced_not_shortcut(store: Store) -> None:
             Writer(me.identity, info.epoch),
         )
     assert ledger.eligible(Writer(me.identity, info.epoch))
+    assert store.events(info.id) == []  # nothing of the fenced write was stored

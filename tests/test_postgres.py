@@ -568,6 +568,69 @@ def test_a_proxy_losing_prepared_statements_turns_preparing_off(
     store.close()
 
 
+def test_pool_threads_that_were_preparing_each_fall_back(pg_schema_url: str) -> None:
+    """Two pooled connections lose their statements at once: both threads' calls succeed.
+
+    Each thread checked its connection out while preparing was on; the first
+    to fail turns it off, and the second must still get its unprepared retry.
+    """
+    from memctl.postgres import PostgresStore
+
+    store = PostgresStore(pg_schema_url + "&pool=2")
+    pool = store._db.pool
+    assert pool is not None
+    query = "SELECT count(*) AS n FROM events"
+    held = [pool.getconn(), pool.getconn()]
+    for conn in held:
+        conn.execute(query)
+        conn.execute(query)  # prepared from the second use
+        assert _prepared_count(conn) > 0
+        conn.pgconn.exec_(b"DEALLOCATE ALL")  # behind psycopg's back, as a proxy would
+        pool.putconn(conn)
+    both_in = threading.Barrier(2, timeout=10)
+    first_try = threading.local()
+    results: list[object] = []
+
+    def count(conn: Any) -> int:
+        if not getattr(first_try, "done", False):
+            first_try.done = True
+            both_in.wait()  # both connections checked out before either fails
+        return int(conn.execute(query).fetchone()["n"])
+
+    def work() -> None:
+        try:
+            results.append(store._db.run(count))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [0, 0]
+    assert store._db._prepare_threshold is None
+    store.close()
+
+
+def test_a_statement_prepared_before_a_schema_change_falls_back(pg_schema_url: str) -> None:
+    """Another process adds a column: a prepared ``SELECT s.*`` fails, memctl runs it unprepared."""
+    from memctl.postgres import PostgresStore
+
+    store = PostgresStore(pg_schema_url)
+    store.append("s1", [msg("a")], me())
+    for _ in range(3):
+        assert store.get_session("s1") is not None  # prepared from the second use
+    import psycopg
+
+    with psycopg.connect(pg_schema_url, autocommit=True) as other:
+        other.execute("ALTER TABLE sessions ADD COLUMN added_later text")
+    info = store.get_session("s1")
+    assert info is not None and info.events == 1
+    assert store._db._prepare_threshold is None
+    store.close()
+
+
 CONCURRENT_WRITER = textwrap.dedent(
     """
     import os, sys
