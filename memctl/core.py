@@ -91,6 +91,9 @@ class Memory:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._live: weakref.WeakSet[Session] = weakref.WeakSet()
+        # MEMCTL_MAX_EVENT_BYTES, read on the first record: a lookup in
+        # os.environ costs more than the rest of the size check.
+        self._event_limit: int | None = None
 
     def __enter__(self) -> Memory:
         return self
@@ -187,7 +190,9 @@ class Memory:
     def record(self, session_id: str, events: list[NewEvent], writer: Writer) -> list[int]:
         """Append already-validated events for ``writer``; returns their seqs."""
         check_session_id(session_id)
-        limit = max_event_bytes()
+        limit = self._event_limit
+        if limit is None:
+            limit = self._event_limit = max_event_bytes()
         for event in events:
             check_size(event, limit)
         return self.store.append(session_id, events, writer)

@@ -228,6 +228,12 @@ def event_from_line(line: bytes | str, limit: int, cleaned: Cleaned | None = Non
 
 def check_size(event: NewEvent, limit: int) -> None:
     """Refuse an event whose stored form would exceed ``limit`` bytes."""
+    if (
+        event.tool_call is None
+        and event.payload is None
+        and 4 * (len(event.content or "") + len(event.tool_call_id or "")) <= limit
+    ):
+        return  # at most 4 bytes a character: small enough without encoding it
     size = sum(len((text or "").encode("utf-8")) for text in (event.content, event.tool_call_id))
     for value in (event.tool_call, event.payload):
         if value is not None:
