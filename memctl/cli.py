@@ -171,6 +171,11 @@ def record(
             raise BadInput("nothing to record: give TEXT, or pipe JSON lines into memctl record")
         from .stream import record_stream
 
+        # The storing thread wakes for each reply from the database; a short
+        # switch interval lets it take the GIL from the reader sooner (an
+        # import of 100,000 lines into PostgreSQL measured 13-20% faster with
+        # 0.5 ms than with Python's 5 ms). This process does nothing else meanwhile.
+        sys.setswitchinterval(0.0005)
         outcome = record_stream(memory, session_id, writer, sys.stdin.fileno(), _report_seq)
         for number, message in outcome.errors:
             say(f"memctl: line {number}: {message}")

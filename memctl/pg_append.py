@@ -16,23 +16,21 @@ only shortcuts cases whose outcome ``ledger`` fixes in advance, and stores
 nothing whenever it cannot be sure.
 
 Prepared statements. Over TCP a small append costs one round trip plus the
-server's work, and without prepared statements that work includes parsing
-and planning the statement every time, which for the fast path's statement
-is as much again as executing it: measured here with pgbench, about 1.0 ms a
-call unprepared and 0.6 ms prepared, against 0.4-0.5 ms for a plain INSERT.
-They stay off by default (``PostgresStore``'s ``prepare_threshold``) because
-a transaction-pooling proxy such as pgbouncer (before 1.21, or without
-``max_prepared_statements``) runs consecutive transactions on different
-server connections, where a statement prepared on another one does not
-exist, and the append fails. A program that talks to the server directly,
-or through pgbouncer 1.21 or later with ``max_prepared_statements`` set,
-should add ``?prepare_threshold=1`` (prepare from the second use, so a
-one-shot CLI call pays nothing extra).
+server's work, and unprepared that work includes parsing and planning the
+statement every time, which for the fast path's statement is as much again
+as executing it (pgbench here: about 1.0 ms a call unprepared, 0.6 ms
+prepared, against 0.4-0.5 ms for a plain INSERT). So they are on by default;
+``pg_connect`` turns them off behind a proxy that cannot route them.
+
+A batch is prepared (``prepare``: ids, rows, their JSON, the summary effect)
+before any connection is touched, so a bulk import can build batch k+1 while
+batch k is in the server (``memctl.stream``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Connection
@@ -41,6 +39,7 @@ from psycopg.rows import DictRow
 from .errors import BadInput, StorageUnavailable
 from .ids import now_ts
 from .ledger import (
+    BatchEffect,
     Ownership,
     Summary,
     batch_effect,
@@ -103,33 +102,58 @@ _INSERT_AND_SUMMARISE = """
 """
 
 
-def append_events(
-    conn: Connection[DictRow],
-    session_id: str,
-    events: Sequence[NewEvent],
-    stamps: Sequence[tuple[str, str]],
-    writer: Writer,
-    chosen: Sequence[bool],
-    *,
-    retry: bool,
-) -> list[int]:
-    """Store ``events`` under their ``stamps`` (id, ts) and return their seqs.
+@dataclass(frozen=True)
+class Batch:
+    """A batch of events ready to store: everything but the database work.
 
-    ``chosen[i]`` says the caller picked event i's id, so it may exist
-    already; memctl's own ids are fresh unless this is a ``retry``, when the
-    first attempt may have committed them (so a retry goes straight to the
-    general path, which finds them).
+    ``chosen[i]`` says the caller picked event i's id (so it may exist
+    already); ``rows`` are the stored values (``pg_rows``) and ``encoded``
+    their JSON, the insert's one parameter; ``effect`` is what the batch does
+    to the session summary (``ledger.batch_effect``).
     """
+
+    events: Sequence[NewEvent]
+    stamps: Sequence[tuple[str, str]]
+    chosen: Sequence[bool]
+    rows: Sequence[Row]
+    encoded: str
+    effect: BatchEffect | None
+
+
+def prepare(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> Batch:
+    """Build the batch for ``events`` stored under their ``stamps`` (id, ts)."""
     rows = [
         event_row(event, event_id, ts) for event, (event_id, ts) in zip(events, stamps, strict=True)
     ]
-    if events and not retry and eligible(writer):
-        picked = [event_id for (event_id, _), mine in zip(stamps, chosen, strict=True) if mine]
-        effect = batch_effect(events, stamps)
-        first = try_append(conn, session_id, rows, effect, writer, picked)
+    return Batch(
+        events=events,
+        stamps=stamps,
+        chosen=[event.id is not None for event in events],
+        rows=rows,
+        encoded=encode(rows),
+        effect=batch_effect(events, stamps) if events else None,
+    )
+
+
+def append_batch(
+    conn: Connection[DictRow], session_id: str, batch: Batch, writer: Writer, *, retry: bool
+) -> list[int]:
+    """Store ``batch`` and return its seqs.
+
+    memctl's own ids are fresh unless this is a ``retry``, when the first
+    attempt may have committed them (so a retry goes straight to the general
+    path, which finds them).
+    """
+    if batch.effect is not None and not retry and eligible(writer):
+        picked = [
+            event_id for (event_id, _), mine in zip(batch.stamps, batch.chosen, strict=True) if mine
+        ]
+        first = try_append(conn, session_id, batch.encoded, batch.effect, writer, picked)
         if first is not None:
-            return list(range(first, first + len(events)))
-    return _append_general(conn, session_id, events, rows, writer, chosen, retry=retry)
+            return list(range(first, first + len(batch.events)))
+    return _append_general(
+        conn, session_id, batch.events, batch.rows, writer, batch.chosen, retry=retry
+    )
 
 
 def _append_general(

@@ -37,7 +37,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, tuple_row
 
 from .ledger import BatchEffect, dumps
-from .pg_rows import Row, encode
+from .pg_rows import encode
 from .storage import Writer
 
 # The row's own columns on the right-hand side are its latest committed
@@ -86,15 +86,16 @@ _APPEND = """
 def try_append(
     conn: Connection[DictRow],
     session_id: str,
-    rows: Sequence[Row],
+    rows: str,
     effect: BatchEffect,
     writer: Writer,
     chosen: Sequence[str],
 ) -> int | None:
     """Append the batch in one statement; its first seq, or None for the general path.
 
-    ``rows`` are the events' values (``pg_rows``), in batch order; ``chosen``
-    the ids the caller picked, which may exist already.
+    ``rows`` are the events' values (``pg_rows``), in batch order, as the JSON
+    text ``pg_rows.encode`` made; ``chosen`` the ids the caller picked, which
+    may exist already.
     """
     me = writer.identity
     params = {
@@ -106,7 +107,7 @@ def try_append(
         "boot": me.boot_id,
         "lease": writer.lease_seconds,
         "chosen": encode(chosen) if chosen else "[]",
-        "rows": encode(rows),
+        "rows": rows,
         "count": effect.count,
         "messages": effect.messages,
         "last_message": effect.last_message,

@@ -25,7 +25,7 @@ psycopg is imported by this module only, and this module only when a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from psycopg.rows import DictRow, tuple_row
@@ -45,7 +45,7 @@ from .ledger import (
     writer_owner,
 )
 from .models import Checkpoint, Event, NewEvent, SessionInfo, Status, event_from_values
-from .pg_append import append_events
+from .pg_append import append_batch, prepare
 from .pg_connect import Conn, PgConnector
 from .pg_conninfo import parse_target
 from .pg_copy import PgCopyMethods
@@ -312,18 +312,18 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
 
     # -- events ------------------------------------------------------------
     def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
+        return self.prepare_append(session_id, events, writer)()
+
+    def prepare_append(
+        self, session_id: str, events: Sequence[NewEvent], writer: Writer
+    ) -> Callable[[], list[int]]:
         # Ids and times are fixed before the first attempt: a retry after a
         # lost acknowledgement then finds its events instead of adding copies.
-        chosen = [e.id is not None for e in events]
         now = now_ts()  # one time for the batch, as on SQLite
-        stamps = [stamp(e, new_id("e"), now) for e in events]
-        return self._run(
-            lambda conn: append_events(
-                conn, session_id, events, stamps, writer, chosen, retry=False
-            ),
-            lambda conn: append_events(
-                conn, session_id, events, stamps, writer, chosen, retry=True
-            ),
+        batch = prepare(events, [stamp(e, new_id("e"), now) for e in events])
+        return lambda: self._run(
+            lambda conn: append_batch(conn, session_id, batch, writer, retry=False),
+            lambda conn: append_batch(conn, session_id, batch, writer, retry=True),
         )
 
     def events(

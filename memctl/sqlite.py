@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -344,6 +344,13 @@ class SQLiteStore:
         return found
 
     # -- events ------------------------------------------------------------
+    def prepare_append(
+        self, session_id: str, events: Sequence[NewEvent], writer: Writer
+    ) -> Callable[[], list[int]]:
+        # Nothing to do ahead: SQLite's own work is the append.
+        batch = list(events)
+        return lambda: self.append(session_id, batch, writer)
+
     def append(self, session_id: str, events: Sequence[NewEvent], writer: Writer) -> list[int]:
         # _write() spelled out: this is the hot path, and a generator-based
         # context manager costs a few percent of an append.

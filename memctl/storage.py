@@ -116,6 +116,16 @@ class Store(Protocol):
         the first seq and is not stored again.
         """
 
+    def prepare_append(
+        self, session_id: str, events: Sequence[NewEvent], writer: Writer
+    ) -> Callable[[], list[int]]:
+        """``append`` in two steps: the work that needs no database now, the rest later.
+
+        Calling the result stores the events and returns their seqs, as
+        ``append`` would; it may be called on another thread, so that a bulk
+        import prepares one batch while the previous one is being stored.
+        """
+
     def events(
         self,
         session_id: str,

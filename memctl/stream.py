@@ -4,13 +4,16 @@
 that arrive together are committed together (one transaction, so bulk imports
 are fast); a lone line is committed as soon as no more input is waiting. A
 line longer than the size limit is skipped as it streams past, never held in
-memory whole.
+memory whole. While one batch is being stored the next is read, validated
+and prepared (``_Committer``).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -101,6 +104,80 @@ class StreamOutcome:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
+Numbered = list[tuple[int, NewEvent]]
+
+
+def _validate(batch: list[Line], limit: int, cleaned: Cleaned, outcome: StreamOutcome) -> Numbered:
+    """The batch's good events with their line numbers; bad lines go to ``outcome``."""
+    good: Numbered = []
+    for line in batch:
+        if line.data is None:
+            outcome.errors.append((line.number, f"larger than the limit of {limit} bytes"))
+            continue
+        data = line.data
+        if line.number == 1 and data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM) :]  # written by some Windows tools; not content
+        try:
+            event = event_from_line(data, limit, cleaned)
+            check_size(event, limit)
+        except BadInput as error:
+            outcome.errors.append((line.number, str(error)))
+            continue
+        good.append((line.number, event))
+    return good
+
+
+class _Committer:
+    """Stores prepared batches in input order, on a thread of its own from the second.
+
+    The reader's thread validates batch k+1 and prepares it
+    (``Store.prepare_append``: ids, rows, JSON) while this thread waits for
+    the database to store batch k; psycopg and sqlite3 release the GIL while
+    they wait, so the two overlap. A lone batch, the interactive case, is
+    stored on the reader's thread and starts no thread. At most one batch
+    waits behind the one being stored, so memory stays bounded.
+    Acknowledgements go out from the storing thread as each batch commits,
+    in input order, even while the reader is blocked waiting for input.
+    """
+
+    def __init__(self, commit: Callable[[Numbered, Callable[[], list[int]]], None]) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[tuple[Numbered, Callable[[], list[int]]] | None]
+        self._queue = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._started = False
+
+    def submit(self, good: Numbered, store: Callable[[], list[int]]) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if not self._started:
+            self._started = True
+            self._commit(good, store)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="memctl-record", daemon=True)
+            self._thread.start()
+        self._queue.put((good, store))
+
+    def finish(self) -> None:
+        """Wait until every submitted batch is stored; re-raise a storing error."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue  # nothing after a failed batch is stored
+            try:
+                self._commit(*item)
+            except BaseException as exc:  # handed to the reader's thread
+                self._failure = exc
+
+
 def record_stream(
     memory: Memory,
     session_id: str,
@@ -111,31 +188,17 @@ def record_stream(
     """Validate and store JSON lines from ``fd``, committing batch by batch.
 
     ``on_stored`` receives the seqs of each committed batch, in input order:
-    once it is called, those events are durable.
+    once it is called, those events are durable. It may be called on a
+    thread other than the caller's.
     """
     limit = max_event_bytes()
     outcome = StreamOutcome()
     cleaned = Cleaned()
-    for batch in read_batches(fd, limit):
-        good: list[tuple[int, NewEvent]] = []
-        for line in batch:
-            if line.data is None:
-                outcome.errors.append((line.number, f"larger than the limit of {limit} bytes"))
-                continue
-            data = line.data
-            if line.number == 1 and data.startswith(UTF8_BOM):
-                data = data[len(UTF8_BOM) :]  # written by some Windows tools; not content
-            try:
-                event = event_from_line(data, limit, cleaned)
-                check_size(event, limit)
-            except BadInput as error:
-                outcome.errors.append((line.number, str(error)))
-                continue
-            good.append((line.number, event))
-        if not good:
-            continue
+    lock = threading.Lock()  # outcome is shared with the storing thread
+
+    def commit(good: Numbered, store: Callable[[], list[int]]) -> None:
         try:
-            seqs = memory.store.append(session_id, [event for _, event in good], writer)
+            seqs = store()
         except BadInput:
             # The store refused one event of the batch (an id already used in
             # another session); the batch rolled back, so store one by one to
@@ -145,9 +208,22 @@ def record_stream(
                 try:
                     seqs.extend(memory.store.append(session_id, [event], writer))
                 except BadInput as error:
-                    outcome.errors.append((number, str(error)))
+                    with lock:
+                        outcome.errors.append((number, str(error)))
         on_stored(seqs)
-        outcome.stored += len(seqs)
+        with lock:
+            outcome.stored += len(seqs)
+
+    committer = _Committer(commit)
+    try:
+        for batch in read_batches(fd, limit):
+            with lock:
+                good = _validate(batch, limit, cleaned, outcome)
+            if good:
+                events = [event for _, event in good]
+                committer.submit(good, memory.store.prepare_append(session_id, events, writer))
+    finally:
+        committer.finish()
     outcome.replaced = cleaned.replaced
     outcome.errors.sort()
     return outcome

@@ -317,3 +317,52 @@ def test_streamed_line_is_committed_while_stream_is_open(db_url: str) -> None:
     assert still_open, proc.stderr.read() if proc.stderr else b""
     assert seen == ["first, stream still open"]
     assert proc.returncode == 0
+
+
+def test_each_line_is_acknowledged_before_the_next_arrives(db_url: str) -> None:
+    """A writer that waits for each seq gets it: from the second batch on, seqs are
+    acknowledged by the storing thread while the reader waits for input."""
+    proc = subprocess.Popen(
+        [MEMCTL, "--db", db_url, "record", "-s", "ack-1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    acks = []
+    try:
+        for number in range(1, 6):
+            proc.stdin.write(line(role="user", content=f"line {number}"))
+            proc.stdin.flush()
+            acks.append(proc.stdout.readline().strip())  # blocks until acknowledged
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert acks == [b"1", b"2", b"3", b"4", b"5"]
+    assert proc.returncode == 0
+    assert contents(db_url, "ack-1") == [f"line {n}" for n in range(1, 6)]
+
+
+def test_bad_lines_in_later_batches_keep_every_other_line(db_url: str) -> None:
+    """A bulk import of several batches with a malformed line and an id taken by
+    another session deep inside: both reported by line number, the rest stored
+    in order and acknowledged in order."""
+    taken = run_memctl("--db", db_url, "record", "-s", "other-1", "--id", "taken-id", "x")
+    assert taken.returncode == 0, taken.stderr
+    total, malformed, clash = 3000, 2500, 2700  # several batches of at most 1000
+    data = b"".join(
+        b"{not json\n"
+        if number == malformed
+        else line(role="user", content=f"m{number}", id="taken-id")
+        if number == clash
+        else line(role="user", content=f"m{number}")
+        for number in range(1, total + 1)
+    )
+    result = run_memctl("--db", db_url, "record", "-s", "bulk-1", input=data)
+    assert result.returncode == 2
+    errors = result.stderr.decode()
+    assert f"line {malformed}: " in errors and f"line {clash}: " in errors
+    assert "already used in session other-1" in errors
+    kept = [f"m{n}" for n in range(1, total + 1) if n not in (malformed, clash)]
+    assert contents(db_url, "bulk-1") == kept
+    assert result.stdout.decode().split() == [str(seq) for seq in range(1, len(kept) + 1)]

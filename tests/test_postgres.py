@@ -317,7 +317,7 @@ def test_connection_killed_mid_write_is_retried_once(pg_schema_url: str) -> None
 
 def test_retry_after_lost_acknowledgement_stores_once(pg_schema_url: str) -> None:
     """The retry of a committed append finds its events (ids chosen up front)."""
-    from memctl.pg_append import append_events
+    from memctl.pg_append import append_batch, prepare
     from memctl.postgres import PostgresStore
 
     store = PostgresStore(pg_schema_url)
@@ -327,8 +327,9 @@ def test_retry_after_lost_acknowledgement_stores_once(pg_schema_url: str) -> Non
     conn = store._db.conn
     assert conn is not None
     # First attempt commits; its reply is "lost"; the retry runs the same batch.
-    first = append_events(conn, "s1", events, stamps, me(), [False, False], retry=False)
-    again = append_events(conn, "s1", events, stamps, me(), [False, False], retry=True)
+    batch = prepare(events, stamps)
+    first = append_batch(conn, "s1", batch, me(), retry=False)
+    again = append_batch(conn, "s1", batch, me(), retry=True)
     assert first == again == [1, 2]
     assert [e.content for e in store.events("s1")] == ["a", "b"]
     info = store.get_session("s1")
