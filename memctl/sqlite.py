@@ -407,11 +407,13 @@ class SQLiteStore:
             return None
         last = int(conn.execute(LAST_SEQ, (session_id,)).fetchone()[0])
         first = last - effect.count + 1
-        due = False
-        for seq, event, (event_id, ts) in zip(range(first, last + 1), events, stamps, strict=True):
-            pk = insert_event(conn, session_id, seq, event_id, ts, event)
-            due = due or sqlite_search.due_at(pk)
-        if due or effect.count >= sqlite_search.INDEX_EVERY:
+        pks = [
+            insert_event(conn, session_id, seq, event_id, ts, event)
+            for seq, event, (event_id, ts) in zip(
+                range(first, last + 1), events, stamps, strict=True
+            )
+        ]
+        if sqlite_search.due(pks):
             sqlite_search.catch_up(conn)
         return list(range(first, last + 1))
 

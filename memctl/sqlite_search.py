@@ -82,11 +82,6 @@ def due(pks: Sequence[int]) -> bool:
     return len(pks) >= INDEX_EVERY or any(pk % INDEX_EVERY == 0 for pk in pks)
 
 
-def due_at(pk: int) -> bool:
-    """Whether the event that got ``pk`` completes a stretch of INDEX_EVERY to index."""
-    return pk % INDEX_EVERY == 0
-
-
 def pending(conn: sqlite3.Connection) -> bool:
     """Whether some events are not indexed yet (cheap: two max() lookups)."""
     row = conn.execute(
