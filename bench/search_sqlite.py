@@ -38,7 +38,7 @@ from memctl.owners import Identity
 from memctl.sqlite import SQLiteStore
 from memctl.sqlite_schema import LATEST_VERSION
 from memctl.sqlite_search import catch_up, rebuild, search
-from memctl.storage import Writer
+from memctl.storage import SearchFilters, Writer
 
 from .registry import Benchmark, Config, Figure, Outcome, Row, Target
 
@@ -197,10 +197,10 @@ def query_bench(path: Path, repeat: int) -> list[dict[str, Any]]:
             return conn.execute(RAW_RANK_ONLY, (raw,)).fetchall()
 
         def recent(query: str = query) -> list[Any]:
-            return search(conn, query, order="recent")
+            return search(conn, query, SearchFilters(order="recent"))
 
         def one_session(query: str = query) -> list[Any]:
-            return search(conn, query, session="s_000500")
+            return search(conn, query, SearchFilters(session="s_000500"))
 
         ours_ms, hits = timed(ours, repeat)
         raw_ms, _ = timed(by_hand, repeat)

@@ -55,7 +55,7 @@ from .owners import Identity
 from .pg_conninfo import one_line
 from .pg_search import EVENT_COLUMNS, build, is_connection_lost, query_error, search_document
 from .seed import EpisodeEvent, episode_to_new_event
-from .storage import Writer
+from .storage import SearchFilters, Writer
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -223,7 +223,7 @@ class PostgresEpisodeStorage(EpisodeStorage):
 
     async def search(self, query: str, limit: int) -> list[EpisodeEvent]:
         """memctl's full-text search (words, "phrases", prefix*, OR, -word), best first."""
-        built = build(query, limit=limit)
+        built = build(query, SearchFilters(limit=limit))
         failure: psycopg.Error | None = None
         async with self._connection() as conn:
             try:

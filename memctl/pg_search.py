@@ -48,10 +48,10 @@ from .search import (
     tokens,
 )
 from .snippets import ELLIPSIS, snippet
+from .storage import NO_FILTERS, SearchFilters
 
 if TYPE_CHECKING:
     from .pg_connect import PgConnector
-    from .storage import SearchFilters
 
 # The SQL expression for the search column; its one parameter is search_document(...).
 TSVECTOR = "to_tsvector('simple', %s)"
@@ -61,8 +61,6 @@ TSQUERY = "to_tsquery('simple', %s)"
 REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
 
 CHUNK = 2_000
-MAX_LIMIT = 1_000
-ORDERS = ("rank", "recent")
 
 Progress = Callable[[int, int], None]
 
@@ -303,17 +301,7 @@ _NEWEST = """
 """
 
 
-def build(
-    query: str,
-    *,
-    session: str | None = None,
-    role: str | None = None,
-    type: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    limit: int = 20,
-    order: str = "rank",
-) -> Query:
+def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
     """The SQL for the best (or newest) ``limit`` events matching ``query``.
 
     Rows carry ``EVENT_COLUMNS`` and ``score``. The selection runs in a
@@ -322,25 +310,25 @@ def build(
     ``since`` is inclusive, ``until`` exclusive. Only fixed SQL fragments are
     assembled; every value is bound.
     """
-    if order not in ORDERS:
-        raise BadInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
     node = parse(query)
-    params: dict[str, Any] = {"q": to_tsquery(node), "limit": limit, "window": RECENT_WINDOW}
+    params: dict[str, Any] = {
+        "q": to_tsquery(node),
+        "limit": filters.limit,
+        "window": RECENT_WINDOW,
+    }
     clauses: list[str] = []
     for name, clause, value in (
-        ("session", "e.session = %(session)s", session),
-        ("role", "e.role = %(role)s", role),
-        ("type", "e.type = %(type)s", type),
-        ("since", "e.ts >= %(since)s", since),
-        ("until", "e.ts < %(until)s", until),
+        ("session", "e.session = %(session)s", filters.session),
+        ("role", "e.role = %(role)s", filters.role),
+        ("type", "e.type = %(type)s", filters.type),
+        ("since", "e.ts >= %(since)s", filters.since),
+        ("until", "e.ts < %(until)s", filters.until),
     ):
         if value is not None:
             clauses.append(clause)
             params[name] = value
     where = "".join(f" AND {clause}" for clause in clauses)
-    if order == "rank":
+    if filters.order == "rank":
         top, sort = _RANKED, "score DESC, e.ts DESC, e.session, e.seq"
     else:
         top, sort = _NEWEST, "e.ts DESC, e.session DESC, e.seq DESC"
@@ -353,29 +341,9 @@ def build(
     return Query(node, sql, params)
 
 
-def search(
-    db: PgConnector,
-    query: str,
-    *,
-    session: str | None = None,
-    role: str | None = None,
-    type: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    limit: int = 20,
-    order: str = "rank",
-) -> list[SearchHit]:
+def search(db: PgConnector, query: str, filters: SearchFilters) -> list[SearchHit]:
     """The best (or newest) ``limit`` events matching ``query``, with snippets."""
-    built = build(
-        query,
-        session=session,
-        role=role,
-        type=type,
-        since=since,
-        until=until,
-        limit=limit,
-        order=order,
-    )
+    built = build(query, filters)
     rows = db.run(lambda conn: run_query(conn, query, built.sql, built.params))
     return [hit_from_row(row, built.node) for row in rows]
 
@@ -426,26 +394,13 @@ def hit_from_row(row: DictRow, node: Node) -> SearchHit:
     )
 
 
-def search_filters(filters: SearchFilters) -> dict[str, Any]:
-    """A SearchFilters as keyword arguments of ``build`` / ``search``."""
-    return {
-        "session": filters.session,
-        "role": filters.role,
-        "type": filters.type,
-        "since": filters.since,
-        "until": filters.until,
-        "limit": filters.limit,
-        "order": filters.order,
-    }
-
-
 class PgSearchMethods:
     """``Store.search`` and ``Store.rebuild_search`` for ``PostgresStore``."""
 
     _db: PgConnector
 
     def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
-        return search(self._db, query, **search_filters(filters))
+        return search(self._db, query, filters)
 
     def rebuild_search(self) -> int:
         def run(conn: psycopg.Connection[DictRow]) -> int:

@@ -602,17 +602,7 @@ class SQLiteStore:
 
     def search(self, query: str, filters: SearchFilters) -> list[SearchHit]:
         self._index_pending()
-        return sqlite_search.search(
-            self._conn,
-            query,
-            session=filters.session,
-            role=filters.role,
-            type=filters.type,
-            since=filters.since,
-            until=filters.until,
-            limit=filters.limit,
-            order=filters.order,
-        )
+        return sqlite_search.search(self._conn, query, filters)
 
     def get_events(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
         found: list[Event] = []

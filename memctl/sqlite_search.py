@@ -30,6 +30,7 @@ from .search import (
     parse,
     to_fts5,
 )
+from .storage import NO_FILTERS, SearchFilters
 
 MIGRATION: tuple[str, list[str]] = (
     "0003_search",
@@ -40,9 +41,7 @@ MIGRATION: tuple[str, list[str]] = (
 REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
 
 CHUNK = 2_000
-MAX_LIMIT = 1_000
 SNIPPET_TOKENS = 16
-ORDERS = ("rank", "recent")
 
 IndexRow = tuple[int, "str | None", "dict[str, Any] | None", "dict[str, Any] | None"]
 Progress = Callable[[int, int], None]
@@ -230,29 +229,17 @@ def check(conn: sqlite3.Connection, *, deep: bool = True) -> list[str]:
 
 
 def search(
-    conn: sqlite3.Connection,
-    query: str,
-    *,
-    session: str | None = None,
-    role: str | None = None,
-    type: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    limit: int = 20,
-    order: str = "rank",
+    conn: sqlite3.Connection, query: str, filters: SearchFilters = NO_FILTERS
 ) -> list[SearchHit]:
     """The best (or newest) ``limit`` events matching ``query``, with snippets.
 
     ``since`` is inclusive and ``until`` exclusive, both memctl timestamps.
     Only fixed SQL fragments are assembled; every value is bound.
     """
-    if order not in ORDERS:
-        raise BadInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}")
+    session, limit = filters.session, filters.limit
     match = to_fts5(parse(query))
     clauses: list[str] = []
-    filters: list[Any] = []
+    values: list[Any] = []
     if session is not None:
         # A session's events sit in a narrow pk range; telling FTS5 that range
         # lets it skip the other sessions' matches instead of joining each one.
@@ -260,20 +247,20 @@ def search(
             "events_fts.rowid BETWEEN (SELECT min(pk) FROM events WHERE session = ?)"
             " AND (SELECT max(pk) FROM events WHERE session = ?)"
         )
-        filters += [session, session]
+        values += [session, session]
     for clause, value in (
         ("e.session = ?", session),
-        ("e.role = ?", role),
-        ("e.type = ?", type),
-        ("e.ts >= ?", since),
-        ("e.ts < ?", until),
+        ("e.role = ?", filters.role),
+        ("e.type = ?", filters.type),
+        ("e.ts >= ?", filters.since),
+        ("e.ts < ?", filters.until),
     ):
         if value is not None:
             clauses.append(clause)
-            filters.append(value)
+            values.append(value)
     where = "".join(f" AND {clause}" for clause in clauses)
     marks = [MARK_START, MARK_END, SNIPPET_TOKENS]
-    if order == "rank":
+    if filters.order == "rank":
         # FTS5 consumes ORDER BY rank itself and hands rows over best first,
         # so snippet() runs only for the rows returned: the query a person
         # would write by hand.
@@ -283,7 +270,7 @@ def search(
             " FROM events_fts JOIN events e ON e.pk = events_fts.rowid"
             f" WHERE events_fts MATCH ?{where} ORDER BY events_fts.rank LIMIT ?"
         )
-        params = [*marks, match, *filters, limit]
+        params = [*marks, match, *values, limit]
     else:
         # Sorting by time needs a sorter, which would compute snippet() for
         # every match; pick the newest rows first, then make their snippets.
@@ -300,7 +287,7 @@ def search(
             " JOIN events e ON e.pk = top.pk"
             " WHERE events_fts MATCH ? ORDER BY e.ts DESC, e.pk DESC"
         )
-        params = [match, *filters, limit, *marks, match]
+        params = [match, *values, limit, *marks, match]
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:

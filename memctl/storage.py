@@ -27,9 +27,16 @@ SESSION_STATES = ("open", "ended", "abandoned")
 Progress = Callable[[int, int], None]
 
 
+SEARCH_ORDERS = ("rank", "recent")
+MAX_SEARCH_LIMIT = 1_000
+
+
 @dataclass(frozen=True)
 class SearchFilters:
-    """What narrows a search: all optional; ``since`` inclusive, ``until`` exclusive."""
+    """What narrows a search: all optional; ``since`` inclusive, ``until`` exclusive.
+
+    Checked when made, so every backend gets an order and a limit it knows.
+    """
 
     session: str | None = None
     role: str | None = None
@@ -38,6 +45,16 @@ class SearchFilters:
     until: str | None = None
     limit: int = 20
     order: str = "rank"
+
+    def __post_init__(self) -> None:
+        if self.order not in SEARCH_ORDERS:
+            raise BadInput(f"order must be one of {', '.join(SEARCH_ORDERS)}, not {self.order!r}")
+        if not 1 <= self.limit <= MAX_SEARCH_LIMIT:
+            raise BadInput(f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
+
+
+# The defaults: every event, best 20 first.
+NO_FILTERS = SearchFilters()
 
 
 @dataclass(frozen=True)

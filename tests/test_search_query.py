@@ -41,7 +41,7 @@ from memctl.search import (
 )
 from memctl.sqlite import SQLiteStore
 from memctl.sqlite_search import MIGRATION, backfill, check, rebuild, search
-from memctl.storage import Writer
+from memctl.storage import SearchFilters, Writer
 from tests.search_corpus import CASES, HOSTILE, RECENT, Case, Hit, corpus
 
 # -- helpers ---------------------------------------------------------------
@@ -473,7 +473,7 @@ def test_hit_to_dict_shape() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.query!r}{c.filters or ''}")
 def test_corpus_query(corpus_store: SQLiteStore, case: Case) -> None:
     """Each query of the shared table finds exactly its expected events."""
-    hits = search(corpus_store._conn, case.query, **case.filters)
+    hits = search(corpus_store._conn, case.query, SearchFilters(**case.filters))
     assert hit_set(hits) == set(case.hits), case.why
 
 
@@ -482,7 +482,7 @@ def test_corpus_recent_order(
     corpus_store: SQLiteStore, query: str, limit: int, expected: list[Hit]
 ) -> None:
     """order='recent' returns the newest matches first."""
-    hits = search(corpus_store._conn, query, order="recent", limit=limit)
+    hits = search(corpus_store._conn, query, SearchFilters(order="recent", limit=limit))
     assert [(hit.session, hit.seq) for hit in hits] == expected
 
 
@@ -493,7 +493,9 @@ def test_rank_order_and_limit(corpus_store: SQLiteStore) -> None:
     assert scores == sorted(scores, reverse=True)
     # B1 and B4 hold both words, so they outrank every event holding one.
     assert hit_set(hits[:2]) == {("s_billing", 1), ("s_billing", 4)}
-    assert hit_set(search(corpus_store._conn, "retry OR backoff", limit=2)) == hit_set(hits[:2])
+    assert hit_set(
+        search(corpus_store._conn, "retry OR backoff", SearchFilters(limit=2))
+    ) == hit_set(hits[:2])
 
 
 def test_snippet_marks_matches(corpus_store: SQLiteStore) -> None:
@@ -524,7 +526,7 @@ def test_hostile_query_is_literal_or_bad_input(corpus_store: SQLiteStore, query:
 )
 def test_bad_options(corpus_store: SQLiteStore, options: dict[str, Any], message: str) -> None:
     with pytest.raises(BadInput, match=message):
-        search(corpus_store._conn, "billing", **options)
+        search(corpus_store._conn, "billing", SearchFilters(**options))
 
 
 def test_session_filter_with_interleaved_sessions(tmp_path: Path) -> None:
@@ -536,7 +538,7 @@ def test_session_filter_with_interleaved_sessions(tmp_path: Path) -> None:
             store.append(session, [NewEvent("message", "user", f"shared word {turn}")], writer)
     make_ready(store)
     for order in ("rank", "recent"):
-        hits = search(store._conn, "shared", session="s_b", order=order)
+        hits = search(store._conn, "shared", SearchFilters(session="s_b", order=order))
         assert hit_set(hits) == {("s_b", seq) for seq in range(1, 7)}
     store.close()
 
