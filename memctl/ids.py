@@ -23,12 +23,23 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def new_id(prefix: str) -> str:
     """Return a new time-sortable id such as ``s_06H13...``."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    # 130 bits as 13 pairs of base32 digits (the top two bits are zero): a
-    # table lookup per pair is cheaper than base64.b32encode, which is
-    # pure Python, or a loop over 26 digits. Most significant first, so ids
-    # sort by time.
-    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+    return new_ids(prefix, 1)[0]
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """``count`` new ids made at once: one clock reading and one read of random bytes."""
+    millis = int(time.time() * 1000) << 80
+    noise = os.urandom(10 * count)
+    start = prefix + "_"
+    ids = []
+    for at in range(0, 10 * count, 10):
+        value = millis | int.from_bytes(noise[at : at + 10], "big")
+        # 130 bits as 13 pairs of base32 digits (the top two bits are zero):
+        # a table lookup per pair is cheaper than base64.b32encode, which is
+        # pure Python, or a loop over 26 digits. Most significant first, so
+        # ids sort by time.
+        ids.append(start + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS]))
+    return ids
 
 
 def format_ts(moment: datetime) -> str:

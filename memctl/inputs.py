@@ -201,6 +201,10 @@ def _refuse_constant(name: str) -> Any:
     raise BadInput(f"{name} is not valid JSON")
 
 
+# One decoder for every line: json.loads with an argument builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def parse_json(text: str | bytes, what: str = "input") -> Any:
     """Parse JSON strictly: no NaN/Infinity, invalid UTF-8 and deep nesting refused."""
     if isinstance(text, bytes):
@@ -209,7 +213,7 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         except UnicodeDecodeError as exc:
             raise BadInput(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:

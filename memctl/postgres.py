@@ -32,7 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 
 from . import pg_maint, pg_schema
 from .errors import Conflict, FencedOut, SessionNotFound
-from .ids import new_id, now_ts
+from .ids import new_id, new_ids, now_ts
 from .ledger import (
     Ownership,
     dumps,
@@ -320,7 +320,8 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
         # Ids and times are fixed before the first attempt: a retry after a
         # lost acknowledgement then finds its events instead of adding copies.
         now = now_ts()  # one time for the batch, as on SQLite
-        batch = prepare(events, [stamp(e, new_id("e"), now) for e in events])
+        fresh = new_ids("e", len(events))
+        batch = prepare(events, [stamp(e, i, now) for e, i in zip(events, fresh, strict=True)])
         return lambda: self._run(
             lambda conn: append_batch(conn, session_id, batch, writer, retry=False),
             lambda conn: append_batch(conn, session_id, batch, writer, retry=True),

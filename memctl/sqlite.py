@@ -27,7 +27,7 @@ from .errors import (
     SessionNotFound,
     StorageUnavailable,
 )
-from .ids import new_id, now_ts
+from .ids import new_id, new_ids, now_ts
 from .ledger import (
     Ownership,
     Summary,
@@ -381,7 +381,10 @@ class SQLiteStore:
         ``APPEND_FAST`` handles; ids are memctl's own, so none can be taken.
         """
         stamp_now = now_ts()
-        stamps = [(new_id("e"), event.ts or stamp_now) for event in events]
+        stamps = [
+            (event_id, event.ts or stamp_now)
+            for event, event_id in zip(events, new_ids("e", len(events)), strict=True)
+        ]
         effect = batch_effect(events, stamps)
         me = writer.identity
         updated = conn.execute(
