@@ -4,7 +4,7 @@ Concurrent writers to one session queue on its row lock and each sees the seq
 the previous one left: seqs are allocated from the summary row, never with
 ``max(seq) + 1``. A batch goes in with one ``INSERT ... SELECT`` whatever its
 size (the rows travel as one ``jsonb`` parameter, see ``pg_rows``), each row
-with its search vector, ``to_tsvector('simple', <memctl's tokens>)``.
+with its search vector (``pg_search.event_vector``).
 
 Two paths. The common case (the writer holds the session's epoch, or is its
 live owner, and the ids are new) is one statement, one round trip: see
@@ -85,7 +85,7 @@ _INSERT_AND_SUMMARISE = """
                             tool_call_id, payload, search)
         SELECT %(session)s, %(first)s::bigint + r.n - 1, r.v ->> 0, r.v ->> 1, r.v ->> 2,
                r.v ->> 3, r.v ->> 4, (r.v ->> 5)::json, r.v ->> 6, (r.v ->> 7)::json,
-               to_tsvector('simple', r.v ->> 8)
+               (r.v ->> 8)::tsvector
         FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(v, n)
         ON CONFLICT (id) DO NOTHING
         RETURNING 1

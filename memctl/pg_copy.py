@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Conflict
 from .ledger import Summary, copied_summary_values, dumps, loads, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
-from .pg_search import fact_document, search_document
+from .pg_search import event_vector, fact_vector
 
 if TYPE_CHECKING:
     from .pg_connect import Conn, PgConnector
@@ -45,10 +45,10 @@ _INSERT_EVENTS = """
     INSERT INTO events (session, seq, id, ts, type, role, content, tool_call, tool_call_id,
                         payload, search)
     SELECT %s, u.seq, u.id, u.ts, u.type, u.role, u.content, u.tool_call::json,
-           u.tool_call_id, u.payload::json, to_tsvector('simple', u.doc)
+           u.tool_call_id, u.payload::json, u.vector::tsvector
     FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
                 %s::text[], %s::text[], %s::text[], %s::text[])
-         AS u(seq, id, ts, type, role, content, tool_call, tool_call_id, payload, doc)
+         AS u(seq, id, ts, type, role, content, tool_call, tool_call_id, payload, vector)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 """
@@ -150,7 +150,7 @@ def _insert_events(conn: Conn, session_id: str, events: Sequence[Event]) -> None
             dumps(event.tool_call),
             event.tool_call_id,
             dumps(event.payload),
-            search_document(event.content, event.tool_call, event.payload),
+            event_vector(event.content, event.tool_call, event.payload),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -208,9 +208,9 @@ def import_fact(conn: Conn, fact: Fact | None, history: Sequence[FactChange]) ->
                 )
             conn.execute(
                 "INSERT INTO facts (id, key, text, tags, session, seq, created_at, updated_at,"
-                " search) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('simple', %s))",
+                " search) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector)",
                 (fact.id, fact.key, fact.text, list(fact.tags), fact.session, fact.seq,
-                 fact.created_at, fact.updated_at, fact_document(fact.text)),
+                 fact.created_at, fact.updated_at, fact_vector(fact.text)),
             )  # fmt: skip
         with conn.cursor() as cur:
             cur.executemany(

@@ -53,7 +53,7 @@ from .ledger import (
 )
 from .owners import Identity
 from .pg_conninfo import one_line
-from .pg_search import EVENT_COLUMNS, build, is_connection_lost, query_error, search_document
+from .pg_search import EVENT_COLUMNS, build, event_vector, is_connection_lost, query_error
 from .seed import EpisodeEvent, episode_to_new_event
 from .storage import SearchFilters, Writer
 
@@ -76,7 +76,7 @@ _CREATE = """
 _INSERT = """
     INSERT INTO events (session, seq, id, ts, type, role, content, tool_call, tool_call_id,
                         payload, search)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s::json, to_tsvector('simple', %s))
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s::json, %s::tsvector)
 """
 
 _SUMMARISE = """
@@ -145,7 +145,7 @@ class PostgresEpisodeStorage(EpisodeStorage):
         # The seed's calls carry no claim: they write as this process, like the CLI.
         writer = Writer(Identity.of(os.getpid()))
         event_id, ts = stamp(new, new_id("e"), now_ts())
-        document = search_document(new.content, new.tool_call, new.payload)
+        document = event_vector(new.content, new.tool_call, new.payload)
         async with (
             self._connection() as conn,
             conn.transaction(),

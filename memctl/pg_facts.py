@@ -20,8 +20,8 @@ from psycopg.rows import DictRow
 
 from .ids import new_id, now_ts
 from .models import Fact, FactChange
-from .pg_search import TSQUERY, fact_document, run_query
-from .search import parse, to_tsquery
+from .pg_search import TSQUERY, fact_vector, run_query, tsquery_text
+from .search import parse
 
 if TYPE_CHECKING:
     from .pg_connect import Conn, PgConnector
@@ -30,7 +30,7 @@ COLUMNS = "id, key, text, tags, session, seq, created_at, updated_at"
 
 _INSERT = """
     INSERT INTO facts (id, key, text, tags, session, seq, created_at, updated_at, search)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('simple', %s))
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector)
 """
 _ADD = f"{_INSERT} RETURNING {COLUMNS}"
 _ADD_OR_UPDATE = f"""{_INSERT}
@@ -99,7 +99,7 @@ def put(
         # Without a key there is nothing to conflict on: always a new fact.
         row = conn.execute(
             _ADD if key is None else _ADD_OR_UPDATE,
-            (fact_id, key, text, tags, session, seq, ts, ts, fact_document(text)),
+            (fact_id, key, text, tags, session, seq, ts, ts, fact_vector(text)),
         ).fetchone()
         assert row is not None  # INSERT ... RETURNING, or the update of the conflicting row
         fact = fact_from_row(row)
@@ -110,7 +110,7 @@ def put(
 
 def search(conn: Conn, query: str, limit: int) -> list[Fact]:
     """Facts matching ``query`` (memctl's query language), best match first."""
-    match = to_tsquery(parse(query))
+    match = tsquery_text(parse(query))
     rows = run_query(
         conn,
         query,

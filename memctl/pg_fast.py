@@ -76,7 +76,7 @@ _APPEND = """
         INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,
                             tool_call_id, payload, search)
         SELECT s.id, s.base + r.n, r.v ->> 0, r.v ->> 1, r.v ->> 2, r.v ->> 3, r.v ->> 4,
-               (r.v ->> 5)::json, r.v ->> 6, (r.v ->> 7)::json, to_tsvector('simple', r.v ->> 8)
+               (r.v ->> 5)::json, r.v ->> 6, (r.v ->> 7)::json, (r.v ->> 8)::tsvector
         FROM s, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(v, n)
     )
     SELECT base FROM s

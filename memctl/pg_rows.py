@@ -11,10 +11,9 @@ whole budget of a 30,000 events/s import.
 
 The JSON columns (``tool_call``, ``payload``) travel as strings holding the
 text ``ledger.dumps`` made, and are cast to ``json`` on insert, so the stored
-text is exactly that, as on SQLite. ``search`` is the search document
-(memctl's own tokens, space separated), bound into ``to_tsvector('simple',
-...)``: the 'simple' configuration keeps each token as it is, so a query
-finds the same events on both backends.
+text is exactly that, as on SQLite. ``search`` is the tsvector literal of
+memctl's own tokens (``pg_search.event_vector``), cast with ``::tsvector``, so
+a query finds the same events on both backends.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from collections.abc import Sequence
 
 from .ledger import dumps
 from .models import NewEvent
-from .pg_search import search_document
+from .pg_search import event_vector
 
 # The stored columns of an event, in the order of a row's values.
 COLUMNS = ("id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload", "search")
@@ -42,7 +41,7 @@ def event_row(event: NewEvent, event_id: str, ts: str) -> Row:
         dumps(event.tool_call),
         event.tool_call_id,
         dumps(event.payload),
-        search_document(event.content, event.tool_call, event.payload),
+        event_vector(event.content, event.tool_call, event.payload),
     ]
 
 

@@ -45,6 +45,13 @@ def _index_events(conn: Connection[Any], progress: Progress | None) -> int:
     return backfill(conn, progress)
 
 
+def _exact_vectors(conn: Connection[Any], progress: Progress | None) -> int:
+    from .pg_search import rebuild, rebuild_facts
+
+    rebuild_facts(conn)
+    return rebuild(conn, progress)
+
+
 VERSION_TABLE = "memctl_migrations"
 # First key of the two-key advisory lock; the second is the schema's hash, so
 # migrations of different schemas on one server do not wait for each other.
@@ -160,6 +167,15 @@ MIGRATIONS: list[tuple[str, list[Step]]] = [
             "CREATE INDEX fact_history_by_fact ON fact_history (fact, pk)",
             "CREATE INDEX fact_history_by_key ON fact_history (key, pk)",
         ],
+    ),
+    (
+        # Search vectors hold memctl's tokens exactly (pg_search.vector_text)
+        # instead of what to_tsvector's parser made of them: it splits or
+        # drops some 56,000 code points, "½" and "x²" among them, which SQLite
+        # indexes. Every vector is computed again; only those that differ are
+        # written, so for most databases this reads and changes nothing.
+        "0005_exact_search_vectors",
+        [_exact_vectors],
     ),
 ]
 

@@ -413,7 +413,7 @@ def to_fts5(node: Node) -> str:
 
 
 def to_tsquery(node: Node) -> str:
-    """A PostgreSQL tsquery (for ``to_tsquery('simple', %s)`` or ``%s::tsquery``).
+    """A PostgreSQL tsquery literal (bound as ``CAST(%s AS tsquery)``).
 
     Lexemes are quoted; they hold only letters, digits and marks, so no
     quote, backslash or operator can occur inside one.

@@ -21,7 +21,7 @@ from memctl import pg_schema, pg_search
 from memctl.errors import BadInput
 from memctl.models import NewEvent
 from memctl.owners import Identity
-from memctl.pg_search import search_document
+from memctl.pg_search import MAX_POSITION, event_vector, vector_text
 from memctl.postgres import PostgresStore
 from memctl.search import index_text, tokens
 from memctl.storage import SearchFilters, Store, Writer
@@ -281,14 +281,83 @@ def test_postgres_check_finds_stale_vectors_and_rebuild_fixes_them(pg_schema_url
         store.close()
 
 
-def test_search_document_is_the_stored_text() -> None:
-    """search_document gives the tokens the vector is built from, keys and ids left out."""
-    doc = search_document(
+def test_event_vector_is_the_stored_tokens() -> None:
+    """event_vector gives each token at its position, keys and ids left out."""
+    vector = event_vector(
         "Reading utils.py",
         {"id": "call_9", "name": "read_file", "arguments": {"path": "Ünï/x.py"}},
         {"steps": 3, "ok": True},
     )
-    assert doc == "reading utils py read file uni x py 3"
+    assert vector == ("'reading':1 'utils':2 'py':3 'read':4 'file':5 'uni':6 'x':7 'py':8 '3':9")
+    assert vector_text([]) == ""
+
+
+def test_vector_text_keeps_within_postgres_limits(pg_schema_url: str) -> None:
+    """Words over 2047 bytes are left out, positions stop at 16383, as the server requires."""
+    long_word = "é" * 1024  # 2048 bytes
+    words = ["a", long_word, "b", *(["c"] * (MAX_POSITION + 5))]
+    literal = vector_text(words)
+    assert long_word not in literal and "'b':3" in literal
+    with psycopg.connect(pg_schema_url) as conn:
+        stored = conn.execute("SELECT %s::tsvector::text", (literal,)).fetchone()
+        assert stored is not None
+        assert stored[0].startswith("'a':1 'b':3 'c':4,5,6")
+        assert vector_text(["é" * 1023]) == f"'{'é' * 1023}':1"
+        conn.execute("SELECT %s::tsvector", (vector_text(["é" * 1023]),))
+
+
+def test_symbols_postgres_parser_drops_are_found_on_both(store: Store) -> None:
+    """Tokens such as x² and ½, which to_tsvector would split or drop, are searchable."""
+    store.append(
+        "s_math", [NewEvent(type="message", role="user", content="use x² and ½ cup")], me()
+    )
+    assert hits(store, "x²") == [("s_math", 1)]
+    assert hits(store, "½ cup") == [("s_math", 1)]
+    assert hits(store, '"and ½"') == [("s_math", 1)]
+
+
+def test_postgres_refuses_a_query_word_too_long_to_index(pg_schema_url: str) -> None:
+    """A word over PostgreSQL's 2047-byte lexeme limit is BadInput, not a server error."""
+    store = PostgresStore(pg_schema_url)
+    try:
+        with pytest.raises(BadInput, match="too long"):
+            hits(store, "日" * 700)
+        with pytest.raises(BadInput, match="too long"):
+            store.search_facts("日" * 700)
+        assert hits(store, "日" * 600) == []
+    finally:
+        store.close()
+
+
+def test_migration_makes_parser_built_vectors_exact(pg_schema_url: str) -> None:
+    """Vectors an older memctl built with to_tsvector are rewritten where they differ."""
+    store = PostgresStore(pg_schema_url)
+    try:
+        record_corpus(store)
+        store.append("s_math", [NewEvent(type="message", role="user", content="x² ½")], me())
+        store.put_fact("x² is a square", key="sq")
+    finally:
+        store.close()
+    latest = pg_schema.LATEST_VERSION
+    with psycopg.connect(pg_schema_url, autocommit=True) as conn:
+        use_schema(conn, pg_schema_url)
+        # As schema version 4 left them: the server's parser over the tokens.
+        conn.execute(
+            "UPDATE events SET search = to_tsvector('simple',"
+            " array_to_string(tsvector_to_array(search), ' '))"
+        )
+        conn.execute("UPDATE facts SET search = to_tsvector('simple', 'x² is a square')")
+        conn.execute("DELETE FROM memctl_migrations WHERE version = %s", (latest,))
+        assert pg_schema.migrate(conn, "test") == latest - 1
+        stored = conn.execute("SELECT search::text FROM events WHERE session = 's_math'").fetchone()
+        assert stored is not None and stored[0] == "'x²':1 '½':2"
+    store = PostgresStore(pg_schema_url)
+    try:
+        assert store.check() == []
+        assert hits(store, "x²") == [("s_math", 1)]
+        assert [fact.key for fact in store.search_facts("x²")] == ["sq"]
+    finally:
+        store.close()
 
 
 def test_recent_order_beyond_the_newest_window(
