@@ -35,11 +35,15 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
+# One encoder for every value: json.dumps with options builds a new one per call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str | None:
     """Compact JSON for storage; None stays NULL."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def loads(text: Any) -> Any:

@@ -22,7 +22,7 @@ as executing it (pgbench here: about 1.0 ms a call unprepared, 0.6 ms
 prepared, against 0.4-0.5 ms for a plain INSERT). So they are on by default;
 ``pg_connect`` turns them off behind a proxy that cannot route them.
 
-A batch is prepared (``prepare``: ids, rows, their JSON, the summary effect)
+A batch is prepared (``prepare``: ids, rows, the summary effect)
 before any connection is touched, so a bulk import can build batch k+1 while
 batch k is in the server (``memctl.stream``).
 """
@@ -107,16 +107,14 @@ class Batch:
     """A batch of events ready to store: everything but the database work.
 
     ``chosen[i]`` says the caller picked event i's id (so it may exist
-    already); ``rows`` are the stored values (``pg_rows``) and ``encoded``
-    their JSON, the insert's one parameter; ``effect`` is what the batch does
-    to the session summary (``ledger.batch_effect``).
+    already); ``rows`` are the stored values (``pg_rows``); ``effect`` is
+    what the batch does to the session summary (``ledger.batch_effect``).
     """
 
     events: Sequence[NewEvent]
     stamps: Sequence[tuple[str, str]]
     chosen: Sequence[bool]
     rows: Sequence[Row]
-    encoded: str
     effect: BatchEffect | None
 
 
@@ -130,7 +128,6 @@ def prepare(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> Ba
         stamps=stamps,
         chosen=[event.id is not None for event in events],
         rows=rows,
-        encoded=encode(rows),
         effect=batch_effect(events, stamps) if events else None,
     )
 
@@ -148,7 +145,7 @@ def append_batch(
         picked = [
             event_id for (event_id, _), mine in zip(batch.stamps, batch.chosen, strict=True) if mine
         ]
-        first = try_append(conn, session_id, batch.encoded, batch.effect, writer, picked)
+        first = try_append(conn, session_id, batch.rows, batch.effect, writer, picked)
         if first is not None:
             return list(range(first, first + len(batch.events)))
     return _append_general(

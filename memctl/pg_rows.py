@@ -25,6 +25,8 @@ from .ledger import dumps
 from .models import NewEvent
 from .pg_search import event_vector
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 # The stored columns of an event, in the order of a row's values.
 COLUMNS = ("id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload", "search")
 Row = list[str | None]
@@ -47,4 +49,4 @@ def event_row(event: NewEvent, event_id: str, ts: str) -> Row:
 
 def encode(values: Sequence[Row] | Sequence[str]) -> str:
     """Rows (or a list of ids) as the text of one ``jsonb`` parameter."""
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(values)

@@ -50,6 +50,7 @@ from .search import (
     Term,
     index_text,
     parse,
+    raw_index_text,
     to_tsquery,
     tokens,
 )
@@ -68,6 +69,8 @@ MAX_LEXEME_BYTES = 2047
 MAX_POSITION = 16383
 # "':N '" for position N, so a vector literal is one join (see vector_text).
 _AT = [f"':{position} '" for position in range(1, MAX_POSITION + 1)]
+# At most 4 bytes a character: a word this long or shorter is within the limit.
+_SURELY_SHORT = MAX_LEXEME_BYTES // 4
 
 # What check() tells a person to run; the command line owns the wording.
 REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
@@ -85,24 +88,25 @@ EVENT_COLUMNS = (
 )
 
 
-def vector_text(words: list[str]) -> str:
+def vector_text(words: list[str], *, may_be_long: bool = True) -> str:
     """``words`` as a tsvector literal: ``'billing':1 'retry':2 'billing':3``.
 
     The server merges a repeated lexeme's positions. Tokens hold only
     letters, digits and marks (``search.tokens``), so they need no escaping
     inside the quotes. A token too long for PostgreSQL is left out (it keeps
     its position, so phrases around it stay apart); no query can name one
-    (``build`` refuses it).
+    (``tsquery_text`` refuses it). ``may_be_long=False`` skips looking for
+    one, for words cut from a text too short to hold one.
     """
-    if any(len(word) > MAX_LEXEME_BYTES // 4 for word in words):  # may be over the limit
+    count = len(words)
+    if not count:
+        return ""
+    if may_be_long and max(map(len, words)) > _SURELY_SHORT:
         return " ".join(
             f"'{word}':{min(position, MAX_POSITION)}"
             for position, word in enumerate(words, 1)
             if len(word.encode("utf-8")) <= MAX_LEXEME_BYTES
         )
-    count = len(words)
-    if not count:
-        return ""
     at = _AT[:count] if count <= MAX_POSITION else _AT + [_AT[-1]] * (count - MAX_POSITION)
     # Interleave words and "':N '" suffixes with slice assignment and join
     # once: a third of the cost of formatting each pair.
@@ -116,12 +120,16 @@ def event_vector(
     content: str | None, tool_call: dict[str, Any] | None, payload: dict[str, Any] | None
 ) -> str:
     """The tsvector literal stored for one event."""
-    return vector_text(tokens(index_text(content, tool_call, payload)))
+    return _text_vector(raw_index_text(content, tool_call, payload))
 
 
 def fact_vector(text: str) -> str:
     """The tsvector literal stored for a fact."""
-    return vector_text(tokens(text))
+    return _text_vector(text)
+
+
+def _text_vector(text: str) -> str:
+    return vector_text(tokens(text), may_be_long=len(text) > _SURELY_SHORT)
 
 
 def tsquery_text(node: Node) -> str:
@@ -131,7 +139,7 @@ def tsquery_text(node: Node) -> str:
     leaves such words out), so it is refused rather than sent to fail.
     """
     for word in _words(node):
-        if len(word) > MAX_LEXEME_BYTES // 4 and len(word.encode("utf-8")) > MAX_LEXEME_BYTES:
+        if len(word) > _SURELY_SHORT and len(word.encode("utf-8")) > MAX_LEXEME_BYTES:
             raise BadInput(
                 f"a word of the query is too long to search for on PostgreSQL "
                 f"(at most {MAX_LEXEME_BYTES} bytes)"

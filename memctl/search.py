@@ -171,6 +171,17 @@ def index_text(
     for ``path`` does not find every ``{"path": ...}``. Numbers are indexed as
     their JSON text (``8080``, ``2.5`` is the phrase "2 5").
     """
+    # Markers and NUL are separators for the tokenizer anyway; replacing them
+    # keeps the tokens the same and the snippet markers unambiguous.
+    return raw_index_text(content, tool_call, payload).translate(_MARKERS)
+
+
+def raw_index_text(
+    content: str | None, tool_call: dict[str, Any] | None, payload: dict[str, Any] | None
+) -> str:
+    """``index_text`` with any snippet markers left in: the same tokens, for indexing only."""
+    if content and not tool_call and not payload:
+        return content  # most events: a message
     parts: list[str] = []
     if content:
         parts.append(content)
@@ -181,9 +192,7 @@ def index_text(
         parts.extend(_scalar_strings(_arguments(tool_call.get("arguments"))))
     if payload:
         parts.extend(_scalar_strings(payload))
-    # Markers and NUL are separators for the tokenizer anyway; replacing them
-    # keeps the tokens the same and the snippet markers unambiguous.
-    return "\n".join(parts).translate(_MARKERS)
+    return "\n".join(parts)
 
 
 # -- the AST ---------------------------------------------------------------

@@ -52,6 +52,8 @@ events = st.builds(
     st.one_of(st.none(), st.sampled_from(CALL_IDS)),
 )
 batches = st.lists(st.lists(events, min_size=1, max_size=5), min_size=1, max_size=6)
+# Bulk imports: PostgreSQL COPYs batches of pg_fast.COPY_FROM (64) events or more.
+bulk = st.lists(st.lists(events, min_size=60, max_size=140), min_size=1, max_size=3)
 
 
 @pytest.fixture
@@ -132,6 +134,63 @@ def test_owner_without_epoch_summary_matches_ledger(
     general_calls.clear()
     _check(store, "s_" + uuid.uuid4().hex, Writer(Identity.of(os.getpid())), plan)
     assert len(general_calls) == 1
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+@given(plan=bulk)
+def test_bulk_batches_summary_matches_ledger(
+    store: Store, general_calls: list[int], plan: list[list[NewEvent]]
+) -> None:
+    """Large batches (copied in on PostgreSQL) take the shortcut too, summary as the ledger says."""
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
+    general_calls.clear()
+    _check(store, info.id, Writer(me.identity, info.epoch), plan)
+    assert general_calls == []
+    stored = store.events(info.id)
+    assert [event.seq for event in stored] == list(range(1, sum(map(len, plan)) + 1))
+    assert [event.content for event in stored] == [e.content for batch in plan for e in batch]
+
+
+def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str) -> None:
+    """A COPY that hits a taken id rolls back the claim too; the caller goes the general way."""
+    from memctl import pg_fast
+    from memctl.ledger import batch_effect
+    from memctl.pg_rows import event_row
+    from memctl.postgres import PostgresStore
+
+    store = PostgresStore(pg_schema_url)
+    try:
+        me = Writer(Identity.of(os.getpid()))
+        info = store.create_session("s_copy", None, {}, me)
+        writer = Writer(me.identity, info.epoch)
+        store.append(info.id, [NewEvent(type="message", role="user", content="first")], writer)
+        taken = store.events(info.id)[0].id
+        batch = [NewEvent(type="message", role="user", content=str(n)) for n in range(100)]
+        stamps = [(f"e_new_{n}", "2026-11-25T00:00:00.000000Z") for n in range(100)]
+        stamps[70] = (taken, stamps[70][1])  # not announced as chosen: only COPY finds it
+        rows = [event_row(e, i, ts) for e, (i, ts) in zip(batch, stamps, strict=True)]
+        with psycopg_connect(pg_schema_url) as conn:
+            first = pg_fast.try_append(conn, info.id, rows, batch_effect(batch, stamps), writer, [])
+        assert first is None
+        after = store.get_session(info.id)
+        assert after is not None and after.events == 1
+        assert len(store.events(info.id)) == 1
+        # The claim was undone with the copy: the next seq is still 2.
+        assert store.append(info.id, batch[:1], writer) == [2]
+    finally:
+        store.close()
+
+
+def psycopg_connect(url: str) -> Any:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
 
 def test_ended_session_reopens(store: Store) -> None:

@@ -35,6 +35,7 @@ from memctl.search import (
     index_text,
     mark_json,
     parse,
+    raw_index_text,
     to_fts5,
     to_tsquery,
     tokens,
@@ -597,3 +598,20 @@ def test_tokenizer_constant_matches_migration() -> None:
     """The migration builds the index with the tokenizer the Python side mimics."""
     assert FTS5_TOKENIZER in MIGRATION[1][0]
     assert MIGRATION[0] == "0003_search"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    content=st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab é\x02\x03\x00_.-"))),
+    argument=st.text(alphabet=st.sampled_from("cd\x02\x03 ")),
+    note=st.one_of(st.none(), st.text(max_size=5)),
+)
+def test_raw_index_text_has_the_same_tokens(
+    content: str | None, argument: str, note: str | None
+) -> None:
+    """What the PostgreSQL vector is cut from tokenizes exactly like the snippet text."""
+    tool_call = {"name": "run", "arguments": {"a": argument}} if argument else None
+    payload = {"note": note} if note is not None else None
+    assert tokens(raw_index_text(content, tool_call, payload)) == tokens(
+        index_text(content, tool_call, payload)
+    )
