@@ -52,8 +52,8 @@ from .ledger import (
     writer_owner,
 )
 from .models import NewEvent
-from .pg_fast import try_append
-from .pg_rows import Row, encode, event_row
+from .pg_fast import COPY_FROM, try_append
+from .pg_rows import Row, copy_line, encode, event_row
 from .storage import Writer
 
 _CREATE_SESSION = """
@@ -107,14 +107,17 @@ class Batch:
     """A batch of events ready to store: everything but the database work.
 
     ``chosen[i]`` says the caller picked event i's id (so it may exist
-    already); ``rows`` are the stored values (``pg_rows``); ``effect`` is
-    what the batch does to the session summary (``ledger.batch_effect``).
+    already); ``rows`` are the stored values (``pg_rows``), and ``lines``
+    the same as COPY lines when the batch is large enough to be copied in
+    (``pg_fast.COPY_FROM``); ``effect`` is what the batch does to the session
+    summary (``ledger.batch_effect``).
     """
 
     events: Sequence[NewEvent]
     stamps: Sequence[tuple[str, str]]
     chosen: Sequence[bool]
     rows: Sequence[Row]
+    lines: Sequence[str] | None
     effect: BatchEffect | None
 
 
@@ -128,6 +131,7 @@ def prepare(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> Ba
         stamps=stamps,
         chosen=[event.id is not None for event in events],
         rows=rows,
+        lines=[copy_line(row) for row in rows] if len(rows) >= COPY_FROM else None,
         effect=batch_effect(events, stamps) if events else None,
     )
 
@@ -145,7 +149,7 @@ def append_batch(
         picked = [
             event_id for (event_id, _), mine in zip(batch.stamps, batch.chosen, strict=True) if mine
         ]
-        first = try_append(conn, session_id, batch.rows, batch.effect, writer, picked)
+        first = try_append(conn, session_id, batch.rows, batch.lines, batch.effect, writer, picked)
         if first is not None:
             return list(range(first, first + len(batch.events)))
     return _append_general(

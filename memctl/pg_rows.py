@@ -1,13 +1,16 @@
-"""A batch of events as one ``jsonb`` parameter, for the inserts of ``pg_append``.
+"""A batch of events as the inserts of ``pg_append`` take it: one jsonb array, or COPY lines.
 
-A batch travels as a single JSON array of rows, each row an array of text
-values in ``COLUMNS`` order, and the insert unpacks it with
-``jsonb_array_elements(...) WITH ORDINALITY``. One parameter keeps an append
-to one round trip whatever the batch size, and the encoding is
-``json.dumps`` (C) on the way out and the server's JSON parser on the way
-in: psycopg's text-format arrays, the obvious alternative, escape every
-element in Python, which cost about 40 µs an event here, more than the
-whole budget of a 30,000 events/s import.
+A small batch travels as a single JSON array of rows (``encode``), each row
+an array of text values in ``COLUMNS`` order, and the insert unpacks it with
+``jsonb_array_elements(...) WITH ORDINALITY``: one parameter keeps an append
+to one round trip whatever its size, and the encoding is ``json.dumps`` (C)
+on the way out. psycopg's text-format arrays, the obvious alternative,
+escape every element in Python, which cost about 40 µs an event here.
+
+A large batch (a bulk import) is copied in (``pg_fast``): each row becomes
+the text of a ``COPY`` line (``copy_line``) when the batch is prepared, on
+the reader's thread, so the storing thread only puts the seqs in front once
+the claim has fixed them, and sends the whole batch in one write.
 
 The JSON columns (``tool_call``, ``payload``) travel as strings holding the
 text ``ledger.dumps`` made, and are cast to ``json`` on insert, so the stored
@@ -45,6 +48,24 @@ def event_row(event: NewEvent, event_id: str, ts: str) -> Row:
         dumps(event.payload),
         event_vector(event.content, event.tool_call, event.payload),
     ]
+
+
+def copy_line(row: Row) -> str:
+    """A row's values as the tab-separated fields of a ``COPY ... FROM STDIN`` text line."""
+    return "\t".join([_copy_field(value) for value in row])
+
+
+def _copy_field(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value  # the common case: four scans, no copy
 
 
 def encode(values: Sequence[Row] | Sequence[str]) -> str:

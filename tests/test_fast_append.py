@@ -32,6 +32,10 @@ CALL_IDS = ["c1", "c2", "c3"]
 def _event(kind: str, call: str | None) -> NewEvent:
     if kind == "user":
         return NewEvent(type="message", role="user", content="hello")
+    if kind == "escapes":
+        # What COPY's text format escapes, and what looks like its escapes.
+        text = "tab\there\nnew\rline \\N back\\slash \\. end"
+        return NewEvent(type="message", role="user", content=text, payload={"raw": text})
     if kind == "call":
         tool_call: dict[str, Any] = {"name": "grep", "arguments": {"q": "x"}}
         if call is not None:
@@ -48,7 +52,7 @@ def _event(kind: str, call: str | None) -> NewEvent:
 
 events = st.builds(
     _event,
-    st.sampled_from(["user", "call", "answer", "odd-call", "note"]),
+    st.sampled_from(["user", "escapes", "call", "answer", "odd-call", "note"]),
     st.one_of(st.none(), st.sampled_from(CALL_IDS)),
 )
 batches = st.lists(st.lists(events, min_size=1, max_size=5), min_size=1, max_size=6)
@@ -154,13 +158,14 @@ def test_bulk_batches_summary_matches_ledger(
     stored = store.events(info.id)
     assert [event.seq for event in stored] == list(range(1, sum(map(len, plan)) + 1))
     assert [event.content for event in stored] == [e.content for batch in plan for e in batch]
+    assert [event.payload for event in stored] == [e.payload for batch in plan for e in batch]
 
 
 def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str) -> None:
     """A COPY that hits a taken id rolls back the claim too; the caller goes the general way."""
     from memctl import pg_fast
     from memctl.ledger import batch_effect
-    from memctl.pg_rows import event_row
+    from memctl.pg_rows import copy_line, event_row
     from memctl.postgres import PostgresStore
 
     store = PostgresStore(pg_schema_url)
@@ -175,7 +180,9 @@ def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str
         stamps[70] = (taken, stamps[70][1])  # not announced as chosen: only COPY finds it
         rows = [event_row(e, i, ts) for e, (i, ts) in zip(batch, stamps, strict=True)]
         with psycopg_connect(pg_schema_url) as conn:
-            first = pg_fast.try_append(conn, info.id, rows, batch_effect(batch, stamps), writer, [])
+            lines = [copy_line(row) for row in rows]
+            effect = batch_effect(batch, stamps)
+            first = pg_fast.try_append(conn, info.id, rows, lines, effect, writer, [])
         assert first is None
         after = store.get_session(info.id)
         assert after is not None and after.events == 1
