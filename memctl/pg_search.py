@@ -350,11 +350,16 @@ class Query:
 # end for a rare word, because it cannot tell rare from common words well.
 RECENT_WINDOW = 10_000
 
-_RANKED = """
-    SELECT e.session, e.seq FROM events e, CAST(%(q)s AS tsquery) AS q(q)
-    WHERE e.search @@ q.q{where}
-    ORDER BY ts_rank(e.search, q.q, 1) DESC, e.ts DESC, e.session, e.seq LIMIT %(limit)s
-"""
+# Best first, whole rows in the same scan: a second pass joining the top rows
+# back to events measured slower (0.69 against 0.49 ms for a rare word, 512
+# against 452 ms for a word in 10% of a million events), since the top-N
+# sort keeps only ``limit`` rows whatever their width.
+_RANKED = f"""
+    SELECT {EVENT_COLUMNS}, ts_rank(e.search, q.q, 1)::float8 AS score
+    FROM events e, CAST(%(q)s AS tsquery) AS q(q)
+    WHERE e.search @@ q.q{{where}}
+    ORDER BY score DESC, e.ts DESC, e.session, e.seq LIMIT %(limit)s
+"""  # noqa: S608 (constants only)
 
 _NEWEST = """
     WITH newest AS (
@@ -380,9 +385,9 @@ _NEWEST = """
 def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
     """The SQL for the best (or newest) ``limit`` events matching ``query``.
 
-    Rows carry ``EVENT_COLUMNS`` and ``score``. The selection runs in a
-    subquery that reads only keys, times and vectors; whole rows (and
-    ``ts_rank`` for the score) are computed for the ``limit`` survivors only.
+    Rows carry ``EVENT_COLUMNS`` and ``score``. By rank, one scan keeps the
+    best ``limit`` rows; newest first, the selection (``_NEWEST``) reads only
+    keys, times and vectors, and whole rows are read for the survivors.
     ``since`` is inclusive, ``until`` exclusive. Only fixed SQL fragments are
     assembled; every value is bound.
     """
@@ -405,14 +410,12 @@ def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
             params[name] = value
     where = "".join(f" AND {clause}" for clause in clauses)
     if filters.order == "rank":
-        top, sort = _RANKED, "score DESC, e.ts DESC, e.session, e.seq"
-    else:
-        top, sort = _NEWEST, "e.ts DESC, e.session DESC, e.seq DESC"
+        return Query(node, _RANKED.format(where=where), params)
     sql = (
         f"SELECT {EVENT_COLUMNS}, ts_rank(e.search, q.q, 1)::float8 AS score"  # noqa: S608 (fixed fragments only)
-        f" FROM ({top.format(where=where)}) AS top"
+        f" FROM ({_NEWEST.format(where=where)}) AS top"
         " JOIN events e ON e.session = top.session AND e.seq = top.seq,"
-        f" CAST(%(q)s AS tsquery) AS q(q) ORDER BY {sort}"
+        " CAST(%(q)s AS tsquery) AS q(q) ORDER BY e.ts DESC, e.session DESC, e.seq DESC"
     )
     return Query(node, sql, params)
 

@@ -11,8 +11,10 @@ shape: about ``SNIPPET_TOKENS`` tokens, an ellipsis where text was cut.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import accumulate, compress, count
+from operator import add, methodcaller
 
 from .search import _FOLD as FOLD_TABLE  # the tokenizer's own per-character table
 from .search import MARK_END, MARK_START, AllOf, AnyOf, Node, Term, tokens
@@ -31,37 +33,48 @@ class _ClassTable(dict[int, str]):
 
 
 _CLASSES = _ClassTable()
-_TOKEN_RUN = re.compile("x+")
+_PLUS_ONE = (1).__add__
 
 
-def _spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, token) for each token of ``text``, as ``search.tokens`` finds them.
+def _spans(text: str) -> tuple[list[tuple[int, int]], list[str]]:
+    """The (start, end) offsets of ``text``'s tokens and the tokens, as ``search.tokens`` finds them.
 
     Runs of token characters are found on a same-length copy of the text
     (one class letter per character), so offsets stay those of the original;
     a tool output of a megabyte is tokenized at C speed.
     """
-    runs = [run.span() for run in _TOKEN_RUN.finditer(text.translate(_CLASSES))]
+    # The runs between separators, with offsets added up in C (itertools)
+    # rather than a match object per token.
+    lengths = list(map(len, text.translate(_CLASSES).split(" ")))
+    # One start more than there are runs: the end of the text.
+    starts = list(accumulate(map(_PLUS_ONE, lengths), initial=0))
+    runs = list(compress(zip(starts, map(add, starts, lengths), strict=False), lengths))
     words = tokens(text)
     if len(words) == len(runs):
-        return [(start, end, word) for (start, end), word in zip(runs, words, strict=True)]
+        return runs, words
     # Some run is made only of marks that folding drops, so it is no token.
-    found = []
+    kept: list[tuple[int, int]] = []
+    words = []
     for start, end in runs:
         folded = text[start:end].translate(FOLD_TABLE)
         if folded:
-            found.append((start, end, folded))
-    return found
+            kept.append((start, end))
+            words.append(folded)
+    return kept, words
 
 
-def _terms(node: Node) -> list[Term]:
-    """The terms whose matches are marked: everything but the excluded ones."""
+@lru_cache(maxsize=64)
+def _terms(node: Node) -> tuple[Term, ...]:
+    """The terms whose matches are marked: everything but the excluded ones.
+
+    Cached: a search makes a snippet for each of its hits with one query.
+    """
     if isinstance(node, Term):
-        return [node]
+        return (node,)
     if isinstance(node, AnyOf):
-        return [term for item in node.items for term in _terms(item)]
+        return tuple(term for item in node.items for term in _terms(item))
     assert isinstance(node, AllOf)
-    return [term for item in node.include for term in _terms(item)]
+    return tuple(term for item in node.include for term in _terms(item))
 
 
 def _matches(words: Sequence[str], term: Term) -> list[tuple[int, int]]:
@@ -69,10 +82,8 @@ def _matches(words: Sequence[str], term: Term) -> list[tuple[int, int]]:
     *head, last = term.tokens
     size = len(term.tokens)
     lead = head[0] if head else last
-    if head or not term.prefix:
-        starts = [i for i, word in enumerate(words) if word == lead]
-    else:
-        starts = [i for i, word in enumerate(words) if word.startswith(lead)]
+    test = lead.__eq__ if head or not term.prefix else methodcaller("startswith", lead)
+    starts = list(compress(count(), map(test, words)))
     found = []
     for i in starts:
         end = i + size - 1
@@ -118,10 +129,9 @@ def snippet(text: str, node: Node, width: int = SNIPPET_TOKENS) -> str:
     text before the first or after the last token is kept when the window
     reaches it.
     """
-    spans = _spans(text)
+    spans, words = _spans(text)
     if not spans:
         return text
-    words = [word for _, _, word in spans]
     hits = sorted(
         (first, last, number)
         for number, term in enumerate(_terms(node))

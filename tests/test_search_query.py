@@ -615,3 +615,23 @@ def test_raw_index_text_has_the_same_tokens(
     assert tokens(raw_index_text(content, tool_call, payload)) == tokens(
         index_text(content, tool_call, payload)
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from("ab é\u0301\u0300_.-\t\n\u00bd²日\ufe0f")))
+def test_snippet_token_offsets_are_the_token_runs(text: str) -> None:
+    """The offsets snippets mark by are the runs of token characters, one per token."""
+    from memctl import snippets
+
+    runs, words = snippets._spans(text)
+    expected = [
+        (match.start(), match.end())
+        for match in re.finditer("x+", text.translate(snippets._CLASSES))
+        if text[match.start() : match.end()].translate(snippets.FOLD_TABLE)
+    ]
+    assert runs == expected
+    assert words == tokens(text)
+    assert all(
+        text[start:end].translate(snippets.FOLD_TABLE) == word
+        for (start, end), word in zip(runs, words, strict=True)
+    )
