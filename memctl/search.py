@@ -172,8 +172,12 @@ def index_text(
     their JSON text (``8080``, ``2.5`` is the phrase "2 5").
     """
     # Markers and NUL are separators for the tokenizer anyway; replacing them
-    # keeps the tokens the same and the snippet markers unambiguous.
-    return raw_index_text(content, tool_call, payload).translate(_MARKERS)
+    # keeps the tokens the same and the snippet markers unambiguous. Looked
+    # for first: three scans cost less than translating every text.
+    text = raw_index_text(content, tool_call, payload)
+    if MARK_START in text or MARK_END in text or "\x00" in text:
+        return text.translate(_MARKERS)
+    return text
 
 
 def raw_index_text(

@@ -304,6 +304,14 @@ def test_vector_text_keeps_within_postgres_limits(pg_schema_url: str) -> None:
         assert stored[0].startswith("'a':1 'b':3 'c':4,5,6")
         assert vector_text(["é" * 1023]) == f"'{'é' * 1023}':1"
         conn.execute("SELECT %s::tsvector", (vector_text(["é" * 1023]),))
+        # Past the positions made at import, and past the last one.
+        many = vector_text([f"w{n}" for n in range(1, 20_001)])
+        assert "'w1500':1500 " in many and many.endswith("'w20000':16383")
+        row = conn.execute(
+            "SELECT length(%s::tsvector), %s::tsvector @@ %s::tsquery",
+            (many, many, "'w1500' <-> 'w1501'"),
+        ).fetchone()
+        assert row == (20_000, True)
 
 
 def test_symbols_postgres_parser_drops_are_found_on_both(store: Store) -> None:

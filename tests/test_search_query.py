@@ -621,17 +621,18 @@ def test_raw_index_text_has_the_same_tokens(
 @given(text=st.text(alphabet=st.sampled_from("ab é\u0301\u0300_.-\t\n\u00bd²日\ufe0f")))
 def test_snippet_token_offsets_are_the_token_runs(text: str) -> None:
     """The offsets snippets mark by are the runs of token characters, one per token."""
+    from memctl import search as search_module
     from memctl import snippets
 
     runs, words = snippets._spans(text)
     expected = [
         (match.start(), match.end())
         for match in re.finditer("x+", text.translate(snippets._CLASSES))
-        if text[match.start() : match.end()].translate(snippets.FOLD_TABLE)
+        if text[match.start() : match.end()].translate(search_module._FOLD)
     ]
     assert runs == expected
     assert words == tokens(text)
     assert all(
-        text[start:end].translate(snippets.FOLD_TABLE) == word
+        text[start:end].translate(search_module._FOLD) == word
         for (start, end), word in zip(runs, words, strict=True)
     )
