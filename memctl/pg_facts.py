@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 
 from .ids import new_id, now_ts
 from .models import Fact, FactChange
@@ -117,6 +117,7 @@ def search(conn: Conn, query: str, limit: int) -> list[Fact]:
         f"SELECT {COLUMNS} FROM facts f, {TSQUERY} AS q(q) WHERE f.search @@ q.q"  # noqa: S608 (constants)
         " ORDER BY ts_rank(f.search, q.q, 1) DESC, f.updated_at DESC, f.pk DESC LIMIT %s",
         (match, limit),
+        dict_row,
     )
     return [fact_from_row(row) for row in rows]
 

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.abc import Params
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, RowFactory, dict_row, tuple_row
 
 from .errors import BadInput, StorageUnavailable
 from .ledger import loads
@@ -88,6 +88,12 @@ EVENT_COLUMNS = (
     "e.session, e.seq, e.id, e.ts, e.type, e.role, e.content, e.tool_call::text AS tool_call,"
     " e.tool_call_id, e.payload::text AS payload"
 )
+# What a hit needs, in the order hit_from_row unpacks it: no ids, no vector.
+HIT_COLUMNS = (
+    "e.session, e.seq, e.ts, e.type, e.role, e.content, e.tool_call::text, e.payload::text"
+)
+
+R = TypeVar("R")
 
 
 def vector_text(words: list[str], *, may_be_long: bool = True) -> str:
@@ -360,12 +366,12 @@ RECENT_WINDOW = 10_000
 # back to events measured slower (0.69 against 0.49 ms for a rare word, 512
 # against 452 ms for a word in 10% of a million events), since the top-N
 # sort keeps only ``limit`` rows whatever their width.
-_RANKED = f"""
-    SELECT {EVENT_COLUMNS}, ts_rank(e.search, q.q, 1)::float8 AS score
+_RANKED = """
+    SELECT {columns}, ts_rank(e.search, q.q, 1)::float8 AS score
     FROM events e, CAST(%(q)s AS tsquery) AS q(q)
-    WHERE e.search @@ q.q{{where}}
+    WHERE e.search @@ q.q{where}
     ORDER BY score DESC, e.ts DESC, e.session, e.seq LIMIT %(limit)s
-"""  # noqa: S608 (constants only)
+"""
 
 _NEWEST = """
     WITH newest AS (
@@ -388,10 +394,10 @@ _NEWEST = """
 """
 
 
-def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
+def build(query: str, filters: SearchFilters = NO_FILTERS, columns: str = EVENT_COLUMNS) -> Query:
     """The SQL for the best (or newest) ``limit`` events matching ``query``.
 
-    Rows carry ``EVENT_COLUMNS`` and ``score``. By rank, one scan keeps the
+    Rows carry ``columns`` (``EVENT_COLUMNS`` or ``HIT_COLUMNS``) and ``score``. By rank, one scan keeps the
     best ``limit`` rows; newest first, the selection (``_NEWEST``) reads only
     keys, times and vectors, and whole rows are read for the survivors.
     ``since`` is inclusive, ``until`` exclusive. Only fixed SQL fragments are
@@ -416,9 +422,9 @@ def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
             params[name] = value
     where = "".join(f" AND {clause}" for clause in clauses)
     if filters.order == "rank":
-        return Query(node, _RANKED.format(where=where), params)
+        return Query(node, _RANKED.format(columns=columns, where=where), params)
     sql = (
-        f"SELECT {EVENT_COLUMNS}, ts_rank(e.search, q.q, 1)::float8 AS score"  # noqa: S608 (fixed fragments only)
+        f"SELECT {columns}, ts_rank(e.search, q.q, 1)::float8 AS score"  # noqa: S608 (fixed fragments only)
         f" FROM ({_NEWEST.format(where=where)}) AS top"
         " JOIN events e ON e.session = top.session AND e.seq = top.seq,"
         " CAST(%(q)s AS tsquery) AS q(q) ORDER BY e.ts DESC, e.session DESC, e.seq DESC"
@@ -428,18 +434,26 @@ def build(query: str, filters: SearchFilters = NO_FILTERS) -> Query:
 
 def search(db: PgConnector, query: str, filters: SearchFilters) -> list[SearchHit]:
     """The best (or newest) ``limit`` events matching ``query``, with snippets."""
-    built = build(query, filters)
-    rows = db.run(lambda conn: run_query(conn, query, built.sql, built.params))
+    built = build(query, filters, HIT_COLUMNS)
+    rows = db.run(lambda conn: run_query(conn, query, built.sql, built.params, tuple_row))
     return [hit_from_row(row, built.node) for row in rows]
 
 
 def run_query(
-    conn: psycopg.Connection[DictRow], query: str, sql: str, params: Params
-) -> list[DictRow]:
-    """Execute a search statement; an error other than a lost connection is BadInput."""
+    conn: psycopg.Connection[Any],
+    query: str,
+    sql: str,
+    params: Params,
+    rows: RowFactory[R],
+) -> list[R]:
+    """Execute a search statement, its rows made by ``rows``.
+
+    An error other than a lost connection or a refused prepared statement is
+    BadInput.
+    """
     failure = None
     try:
-        with conn.cursor(row_factory=dict_row) as cur:
+        with conn.cursor(row_factory=rows) as cur:
             return cur.execute(sql, params).fetchall()
     except psycopg.Error as exc:
         if is_connection_lost(exc, conn) or refused_prepared(exc):
@@ -466,16 +480,17 @@ def query_error(query: str, exc: psycopg.Error) -> Exception:
     return BadInput(f"cannot search for {shown!r}: {message}")
 
 
-def hit_from_row(row: DictRow, node: Node) -> SearchHit:
-    text = index_text(row["content"], loads(row["tool_call"]), loads(row["payload"]))
+def hit_from_row(row: tuple[Any, ...], node: Node) -> SearchHit:
+    """A hit from a row of ``HIT_COLUMNS`` and the score."""
+    session, seq, ts, event_type, role, content, tool_call, payload, score = row
     return SearchHit(
-        session=row["session"],
-        seq=int(row["seq"]),
-        ts=row["ts"],
-        type=row["type"],
-        role=row["role"],
-        snippet=snippet(text, node),
-        score=round(float(row["score"]), 6),
+        session=session,
+        seq=int(seq),
+        ts=ts,
+        type=event_type,
+        role=role,
+        snippet=snippet(index_text(content, loads(tool_call), loads(payload)), node),
+        score=round(float(score), 6),
     )
 
 
