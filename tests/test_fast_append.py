@@ -108,6 +108,16 @@ def _check(store: Store, session_id: str, writer: Writer, plan: list[list[NewEve
         assert info.epoch == writer.epoch
 
 
+def _check_epoch_writer(store: Store, general_calls: list[int], plan: list[list[NewEvent]]) -> str:
+    """``plan`` written by an agent holding the epoch, every batch by the shortcut; the session."""
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
+    general_calls.clear()
+    _check(store, info.id, Writer(me.identity, info.epoch), plan)
+    assert general_calls == []
+    return info.id
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -118,11 +128,7 @@ def test_epoch_writer_summary_matches_ledger(
     store: Store, general_calls: list[int], plan: list[list[NewEvent]]
 ) -> None:
     """An agent holding the epoch: every batch takes the shortcut, summary as the ledger says."""
-    me = Writer(Identity.of(os.getpid()))
-    info = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
-    general_calls.clear()
-    _check(store, info.id, Writer(me.identity, info.epoch), plan)
-    assert general_calls == []
+    _check_epoch_writer(store, general_calls, plan)
 
 
 @settings(
@@ -150,12 +156,8 @@ def test_bulk_batches_summary_matches_ledger(
     store: Store, general_calls: list[int], plan: list[list[NewEvent]]
 ) -> None:
     """Large batches (copied in on PostgreSQL) take the shortcut too, summary as the ledger says."""
-    me = Writer(Identity.of(os.getpid()))
-    info = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
-    general_calls.clear()
-    _check(store, info.id, Writer(me.identity, info.epoch), plan)
-    assert general_calls == []
-    stored = store.events(info.id)
+    session_id = _check_epoch_writer(store, general_calls, plan)
+    stored = store.events(session_id)
     assert [event.seq for event in stored] == list(range(1, sum(map(len, plan)) + 1))
     assert [event.content for event in stored] == [e.content for batch in plan for e in batch]
     assert [event.payload for event in stored] == [e.payload for batch in plan for e in batch]
