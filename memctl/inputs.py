@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import BadInput
 from .ids import normalise_ts
+from .ledger import compact_json
 from .models import ROLES, JsonObject, NewEvent
 
 MAX_DEPTH = 64
@@ -201,10 +202,8 @@ def _refuse_constant(name: str) -> Any:
     raise BadInput(f"{name} is not valid JSON")
 
 
-# One decoder for every line and one encoder for sizes, in the stored form:
-# json.loads and json.dumps with options build a new one per call.
+# One decoder for every line: json.loads with an option builds a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_json(text: str | bytes, what: str = "input") -> Any:
@@ -243,7 +242,7 @@ def check_size(event: NewEvent, limit: int) -> None:
     size = sum(len((text or "").encode("utf-8")) for text in (event.content, event.tool_call_id))
     for value in (event.tool_call, event.payload):
         if value is not None:
-            size += len(_COMPACT.encode(value).encode("utf-8"))
+            size += len(compact_json(value).encode("utf-8"))
     if size > limit:
         raise BadInput(
             f"event is larger than the limit of {limit} bytes (set MEMCTL_MAX_EVENT_BYTES to change it)"

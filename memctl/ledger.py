@@ -39,6 +39,11 @@ class Row(Protocol):
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def compact_json(value: Any) -> str:
+    """``value`` as the compact JSON text memctl stores (no spaces, UTF-8 kept)."""
+    return _COMPACT.encode(value)
+
+
 def dumps(value: Any) -> str | None:
     """Compact JSON for storage; None stays NULL."""
     if value is None:

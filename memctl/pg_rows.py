@@ -21,14 +21,11 @@ a query finds the same events on both backends.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from .ledger import dumps
+from .ledger import compact_json, dumps
 from .models import NewEvent
 from .pg_search import event_vector
-
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 # The stored columns of an event, in the order of a row's values.
 COLUMNS = ("id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload", "search")
@@ -70,4 +67,4 @@ def _copy_field(value: str | None) -> str:
 
 def encode(values: Sequence[Row] | Sequence[str]) -> str:
     """Rows (or a list of ids) as the text of one ``jsonb`` parameter."""
-    return _COMPACT.encode(values)
+    return compact_json(values)

@@ -44,12 +44,11 @@ from .errors import BadInput, StorageUnavailable
 from .ledger import loads
 from .pg_connect import refused_prepared
 from .search import (
-    AnyOf,
     Node,
     SearchHit,
-    Term,
     index_text,
     parse,
+    query_words,
     raw_index_text,
     to_tsquery,
     tokens,
@@ -150,24 +149,13 @@ def tsquery_text(node: Node) -> str:
     A word too long to be a lexeme can be in no vector (``vector_text``
     leaves such words out), so it is refused rather than sent to fail.
     """
-    for word in _words(node):
+    for word in query_words(node):
         if len(word) > _SURELY_SHORT and len(word.encode("utf-8")) > MAX_LEXEME_BYTES:
             raise BadInput(
                 f"a word of the query is too long to search for on PostgreSQL "
                 f"(at most {MAX_LEXEME_BYTES} bytes)"
             )
     return to_tsquery(node)
-
-
-def _words(node: Node) -> Iterator[str]:
-    if isinstance(node, Term):
-        yield from node.tokens
-    elif isinstance(node, AnyOf):
-        for item in node.items:
-            yield from _words(item)
-    else:
-        for item in (*node.include, *node.exclude):
-            yield from _words(item)
 
 
 # -- keeping the column right ------------------------------------------------
@@ -212,7 +200,7 @@ def _chunks(conn: psycopg.Connection[Any], *, only_missing: bool) -> Iterator[li
             after = (rows[-1]["session"], int(rows[-1]["seq"]))
 
 
-def _documents(rows: Sequence[DictRow]) -> tuple[list[str], list[int], list[str]]:
+def _vectors(rows: Sequence[DictRow]) -> tuple[list[str], list[int], list[str]]:
     return (
         [row["session"] for row in rows],
         [int(row["seq"]) for row in rows],
@@ -241,7 +229,7 @@ def backfill(
     if progress is not None:
         progress(0, total)
     for rows in _chunks(conn, only_missing=only_missing):
-        conn.execute(_REINDEX, _documents(rows))
+        conn.execute(_REINDEX, _vectors(rows))
         done += len(rows)
         if progress is not None:
             progress(done, total)
@@ -278,7 +266,7 @@ def check(conn: psycopg.Connection[Any], *, deep: bool = True) -> list[str]:
     if deep:
         stale: list[Any] = []
         for rows in _chunks(conn, only_missing=False):
-            stale.extend(conn.execute(_STALE, _documents(rows)).fetchall())
+            stale.extend(conn.execute(_STALE, _vectors(rows)).fetchall())
         # Events without an entry were reported above.
         known = {(_at(r, "session", 0), int(_at(r, "seq", 1))) for r in missing}
         stale = [r for r in stale if (_at(r, "session", 0), int(_at(r, "seq", 1))) not in known]

@@ -385,12 +385,12 @@ def _all_of(include: list[Node], exclude: list[Node]) -> Node | None:
     return AllOf(tuple(flat_include), tuple(flat_exclude))
 
 
-def _count_tokens(node: Node) -> int:
+def query_words(node: Node) -> list[str]:
+    """Every token of the query, the excluded ones too."""
     if isinstance(node, Term):
-        return len(node.tokens)
-    if isinstance(node, AnyOf):
-        return sum(_count_tokens(item) for item in node.items)
-    return sum(_count_tokens(item) for item in (*node.include, *node.exclude))
+        return list(node.tokens)
+    items = node.items if isinstance(node, AnyOf) else (*node.include, *node.exclude)
+    return [word for item in items for word in query_words(item)]
 
 
 def parse(query: str) -> Node:
@@ -403,7 +403,7 @@ def parse(query: str) -> Node:
         raise BadInput("nothing to search for: the query has no letters or digits")
     if _only_excludes(node):
         raise BadInput(_ONLY_EXCLUDED)
-    count = _count_tokens(node)
+    count = len(query_words(node))
     if count > MAX_QUERY_TOKENS:
         raise BadInput(f"query has too many words ({count}; at most {MAX_QUERY_TOKENS})")
     return node
