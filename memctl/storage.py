@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import BadInput
+from .errors import BadInput, StorageUnavailable
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo, Status
 from .owners import DEFAULT_LEASE_SECONDS, Identity
 
@@ -272,8 +272,15 @@ def open_store(
     if durability not in ("normal", "full"):
         raise BadInput("durability must be 'normal' or 'full'")
     if is_postgres(resolved):
-        from .postgres import PostgresStore
-
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            if exc.name is None or not exc.name.startswith("psycopg"):
+                raise
+            raise StorageUnavailable(
+                "PostgreSQL needs memctl's postgres extra (psycopg 3):"
+                " pip install 'memctl[postgres]'"
+            ) from None
         return PostgresStore(resolved, progress=progress)
     from .sqlite import SQLiteStore
 

@@ -839,3 +839,19 @@ def test_user_errors_exit_codes_without_traceback(
     assert "Traceback" not in err and err.strip()
     assert "unexpected error" not in err
     assert [s["id"] for s in as_json(errors_db, "list", "--json")] == ["ambi-2", "ambi-1"]
+
+
+def test_postgres_url_without_the_driver_says_what_to_install(tmp_path: Path) -> None:
+    """Without psycopg (memctl installed without its postgres extra) a PostgreSQL URL is exit 5."""
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as if psycopg were not installed
+        "from memctl.cli import main\n"
+        "sys.argv = ['memctl', '--db', 'postgresql://u:hunter2@127.0.0.1:1/x', 'list']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 5, done.stderr
+    assert "pip install 'memctl[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
