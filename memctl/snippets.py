@@ -43,6 +43,15 @@ def _spans(text: str) -> tuple[list[tuple[int, int]], list[str]]:
     (one class letter per character), so offsets stay those of the original;
     a tool output of a megabyte is tokenized at C speed.
     """
+    if text.isascii():
+        # Folding maps each ASCII character to one character, a separator to
+        # a space: the folded text is its own class copy, and its pieces the tokens.
+        pieces = text.translate(FOLD_TABLE).split(" ")
+        lengths = list(map(len, pieces))
+        starts = list(accumulate(map(_PLUS_ONE, lengths), initial=0))
+        return list(compress(zip(starts, map(add, starts, lengths), strict=False), lengths)), [
+            piece for piece in pieces if piece
+        ]
     # The runs between separators, with offsets added up in C (itertools)
     # rather than a match object per token.
     lengths = list(map(len, text.translate(_CLASSES).split(" ")))
@@ -77,6 +86,22 @@ def _terms(node: Node) -> tuple[Term, ...]:
     return tuple(term for item in node.include for term in _terms(item))
 
 
+@lru_cache(maxsize=64)
+def _word_numbers(node: Node) -> dict[str, int] | None:
+    """Each marked word's term number, when every term is one whole word; else None.
+
+    The common query (``billing retry``) then marks a token by one lookup
+    instead of a scan per term. A word named twice counts twice when the
+    window is chosen, so that query takes the scan too.
+    """
+    numbers: dict[str, int] = {}
+    for number, term in enumerate(_terms(node)):
+        if term.prefix or len(term.tokens) != 1 or term.tokens[0] in numbers:
+            return None
+        numbers[term.tokens[0]] = number
+    return numbers
+
+
 def _matches(words: Sequence[str], term: Term) -> list[tuple[int, int]]:
     """(first, last) token indexes of each place ``term`` matches."""
     *head, last = term.tokens
@@ -93,6 +118,21 @@ def _matches(words: Sequence[str], term: Term) -> list[tuple[int, int]]:
         if word == last or (term.prefix and word.startswith(last)):
             found.append((i, end))
     return found
+
+
+def _scanned_hits(words: Sequence[str], node: Node) -> list[tuple[int, int, int]]:
+    """(first, last, term number) of every match of every term, in token order."""
+    return sorted(
+        (first, last, number)
+        for number, term in enumerate(_terms(node))
+        for first, last in _matches(words, term)
+    )
+
+
+def _word_hits(words: Sequence[str], numbers: dict[str, int]) -> list[tuple[int, int, int]]:
+    """``_scanned_hits`` when every term is one whole word: a lookup per token."""
+    look = numbers.get
+    return [(i, i, number) for i, word in enumerate(words) if (number := look(word)) is not None]
 
 
 def _window(hits: Sequence[tuple[int, int, int]], size: int, width: int) -> int:
@@ -132,18 +172,17 @@ def snippet(text: str, node: Node, width: int = SNIPPET_TOKENS) -> str:
     spans, words = _spans(text)
     if not spans:
         return text
-    hits = sorted(
-        (first, last, number)
-        for number, term in enumerate(_terms(node))
-        for first, last in _matches(words, term)
-    )
+    numbers = _word_numbers(node)
+    hits = _scanned_hits(words, node) if numbers is None else _word_hits(words, numbers)
     begin = _window(hits, len(spans), width) if len(spans) > width else 0
     end = min(begin + width, len(spans)) - 1
     out: list[str] = []
     pos = 0 if begin == 0 else spans[begin][0]
     if begin > 0:
         out.append(ELLIPSIS)
-    for first, last in _merge([(f, last) for f, last, _ in hits if f >= begin and last <= end]):
+    shown = [(f, last) for f, last, _ in hits if f >= begin and last <= end]
+    # Single words neither overlap nor come out of order: nothing to merge.
+    for first, last in shown if numbers is not None else _merge(shown):
         out.append(text[pos : spans[first][0]])
         out.append(MARK_START + text[spans[first][0] : spans[last][1]] + MARK_END)
         pos = spans[last][1]

@@ -636,3 +636,36 @@ def test_snippet_token_offsets_are_the_token_runs(text: str) -> None:
         text[start:end].translate(search_module._FOLD) == word
         for (start, end), word in zip(runs, words, strict=True)
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_snippet_offsets_are_the_token_runs(text: str) -> None:
+    """ASCII text takes a shorter way to its token offsets; they are the same runs."""
+    from memctl import snippets
+
+    runs, words = snippets._spans(text)
+    assert runs == [(m.start(), m.end()) for m in re.finditer("[A-Za-z0-9]+", text)]
+    assert words == tokens(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(["a", "b", "c", "ab", "é"]), max_size=30),
+    query=st.lists(st.sampled_from(["a", "b", "ab", "é", "zz"]), min_size=1, max_size=3),
+    any_of=st.booleans(),
+)
+def test_whole_word_hits_are_the_scanned_hits(
+    words: list[str], query: list[str], any_of: bool
+) -> None:
+    """The per-token lookup for whole-word queries finds what the scan per term finds."""
+    from memctl import snippets
+
+    text = (" OR " if any_of else " ").join(query)
+    node = parse(text)
+    numbers = snippets._word_numbers(node)
+    if len(set(query)) < len(query):
+        assert numbers is None  # a repeated word counts twice: the scan's job
+        return
+    assert numbers is not None
+    assert snippets._word_hits(words, numbers) == snippets._scanned_hits(words, node)
