@@ -185,12 +185,17 @@ def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str
             lines = [copy_line(row) for row in rows]
             effect = batch_effect(batch, stamps)
             first = pg_fast.try_append(conn, info.id, rows, lines, effect, writer, [])
-        assert first is None
+            # The same connection (and its kept cursor) takes the next batch after the error.
+            fresh = [(f"e_fresh_{n}", ts) for n, (_, ts) in enumerate(stamps)]
+            again = [event_row(e, i, ts) for e, (i, ts) in zip(batch, fresh, strict=True)]
+            small = pg_fast.try_append(
+                conn, info.id, again[:1], None, batch_effect(batch[:1], fresh[:1]), writer, []
+            )
+        assert first is None and small == 2
         after = store.get_session(info.id)
-        assert after is not None and after.events == 1
-        assert len(store.events(info.id)) == 1
-        # The claim was undone with the copy: the next seq is still 2.
-        assert store.append(info.id, batch[:1], writer) == [2]
+        assert after is not None and after.events == 2
+        # The claim was undone with the copy: the next batch got seq 2.
+        assert [e.id for e in store.events(info.id)] == [taken, "e_fresh_0"]
     finally:
         store.close()
 
