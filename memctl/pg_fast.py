@@ -33,7 +33,7 @@ needs none.
 
 from __future__ import annotations
 
-import weakref
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,19 +103,19 @@ COPY_FROM = 64
 _COPY = f"COPY events (session, seq, {', '.join(COLUMNS)}) FROM STDIN"
 
 
-# One plain tuple cursor per connection, made on its first append and used
-# for every later one: a new cursor per append cost about 4% of the
-# library's single append (make bench pg-append, alternating: 0.62-0.63x
-# against 0.65-0.66x), and the connection's dict rows cost more than the one
-# value read here.
-_CURSORS: weakref.WeakKeyDictionary[Connection[Any], Cursor[TupleRow]]
-_CURSORS = weakref.WeakKeyDictionary()
+# The plain tuple cursor of each thread's last connection, kept for its next
+# append: a new cursor per append cost about 4% of the library's single
+# append (make bench pg-append, alternating: 0.62-0.63x against 0.65-0.66x),
+# and the connection's dict rows cost more than the one value read here.
+# Per thread and only the last one, so that nothing keeps a connection alive
+# once its owner is done with it (a cursor holds its connection).
+_KEPT = threading.local()
 
 
 def _cursor(conn: Connection[Any]) -> Cursor[TupleRow]:
-    cursor = _CURSORS.get(conn)
-    if cursor is None or cursor.closed:
-        cursor = _CURSORS[conn] = conn.cursor(row_factory=tuple_row)
+    cursor: Cursor[TupleRow] | None = getattr(_KEPT, "cursor", None)
+    if cursor is None or cursor.connection is not conn or cursor.closed:
+        cursor = _KEPT.cursor = conn.cursor(row_factory=tuple_row)
     return cursor
 
 
