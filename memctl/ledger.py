@@ -46,9 +46,7 @@ def compact_json(value: Any) -> str:
 
 def dumps(value: Any) -> str | None:
     """Compact JSON for storage; None stays NULL."""
-    if value is None:
-        return None
-    return _COMPACT.encode(value)
+    return None if value is None else compact_json(value)
 
 
 def loads(text: Any) -> Any:

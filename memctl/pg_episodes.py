@@ -145,7 +145,7 @@ class PostgresEpisodeStorage(EpisodeStorage):
         # The seed's calls carry no claim: they write as this process, like the CLI.
         writer = Writer(Identity.of(os.getpid()))
         event_id, ts = stamp(new, new_id("e"), now_ts())
-        document = event_vector(new.content, new.tool_call, new.payload)
+        vector = event_vector(new.content, new.tool_call, new.payload)
         async with (
             self._connection() as conn,
             conn.transaction(),
@@ -184,7 +184,7 @@ class PostgresEpisodeStorage(EpisodeStorage):
             await cur.execute(
                 _INSERT,
                 (event.session_id, seq, event_id, ts, new.type, new.role, new.content,
-                 dumps(new.tool_call), new.tool_call_id, dumps(new.payload), document),
+                 dumps(new.tool_call), new.tool_call_id, dumps(new.payload), vector),
             )  # fmt: skip
             owner = ownership.owner
             await cur.execute(

@@ -217,9 +217,10 @@ def backfill(
     """Fill the search column of every event that has none; returns how many were looked at.
 
     With ``only_missing=False`` every event's vector is computed again and
-    written where it differs (a rebuild). Run it inside the caller's transaction (the migration's): the index is
-    then complete or absent, never half-built. ``progress(done, total)``
-    counts events looked at out of those to do.
+    written where it differs (a rebuild). Run it inside the caller's
+    transaction (the migration's): the index is then complete or absent,
+    never half-built. ``progress(done, total)`` counts events looked at out
+    of those to do.
     """
     row = conn.execute(
         "SELECT count(*) FROM events WHERE NOT %s OR search IS NULL", (only_missing,)
@@ -385,9 +386,10 @@ _NEWEST = """
 def build(query: str, filters: SearchFilters = NO_FILTERS, columns: str = EVENT_COLUMNS) -> Query:
     """The SQL for the best (or newest) ``limit`` events matching ``query``.
 
-    Rows carry ``columns`` (``EVENT_COLUMNS`` or ``HIT_COLUMNS``) and ``score``. By rank, one scan keeps the
-    best ``limit`` rows; newest first, the selection (``_NEWEST``) reads only
-    keys, times and vectors, and whole rows are read for the survivors.
+    Rows carry ``columns`` (``EVENT_COLUMNS`` or ``HIT_COLUMNS``) and
+    ``score``. By rank, one scan keeps the best ``limit`` rows; newest first,
+    the selection (``_NEWEST``) reads only keys, times and vectors, and whole
+    rows are read for the survivors.
     ``since`` is inclusive, ``until`` exclusive. Only fixed SQL fragments are
     assembled; every value is bound.
     """
