@@ -78,19 +78,37 @@ _CLAIM = """
     RETURNING last_seq - %(count)s::bigint AS base
 """
 
+# The events table with the columns every fast path writes, in pg_rows' order.
+_EVENTS = f"events (session, seq, {', '.join(COLUMNS)})"
+
 # The claim and the insert in one statement, the rows unpacked from one jsonb
 # parameter (see pg_rows). The event columns are unpacked as in
 # pg_append._INSERT_AND_SUMMARISE; keep the two in step.
 _APPEND = f"""
     WITH s AS ({_CLAIM}),
     inserted AS (
-        INSERT INTO events (session, seq, id, ts, type, role, content, tool_call,
-                            tool_call_id, payload, search)
+        INSERT INTO {_EVENTS}
         SELECT %(session)s, s.base + r.n, r.v ->> 0, r.v ->> 1, r.v ->> 2, r.v ->> 3, r.v ->> 4,
                (r.v ->> 5)::json, r.v ->> 6, (r.v ->> 7)::json, (r.v ->> 8)::tsvector
         FROM s, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS r(v, n)
     )
     SELECT base FROM s
+"""  # noqa: S608 (constants only)
+
+# One event, the most common append by far, binds its values as parameters
+# of their own: the server then parses no jsonb array and extracts nothing
+# from it. Measured in one process, alternating blocks of 50 of the
+# pg-append benchmark's messages against the jsonb form (12,000 appends
+# each): the server's CPU went from 261 to 240 µs an append, commit
+# included, and the append from 548 to 534 µs.
+_ONE = tuple(f"v_{name}" for name in COLUMNS)
+_APPEND_ONE = f"""
+    WITH s AS ({_CLAIM})
+    INSERT INTO {_EVENTS}
+    SELECT %(session)s, s.base + 1, %(v_id)s, %(v_ts)s, %(v_type)s, %(v_role)s, %(v_content)s,
+           %(v_tool_call)s::json, %(v_tool_call_id)s, %(v_payload)s::json, %(v_search)s::tsvector
+    FROM s
+    RETURNING seq - 1
 """  # noqa: S608 (constants only)
 
 
@@ -100,7 +118,7 @@ _APPEND = f"""
 # trips (BEGIN, the claim, COMMIT) than one statement.
 COPY_FROM = 64
 
-_COPY = f"COPY events (session, seq, {', '.join(COLUMNS)}) FROM STDIN"
+_COPY = f"COPY {_EVENTS} FROM STDIN"
 
 
 # The plain tuple cursor of each thread's last connection, kept for its next
@@ -173,15 +191,20 @@ def try_append(
                         )
                     )
             return base + 1
-        params["rows"] = encode(rows)
+        if len(rows) == 1:
+            params.update(zip(_ONE, rows[0], strict=True))
+            statement = _APPEND_ONE
+        else:
+            params["rows"] = encode(rows)
+            statement = _APPEND
         # Outside a transaction (memctl's connections are autocommit) the
         # statement is its own transaction: one round trip, and an error
         # undoes all of it. Inside one, a savepoint gives the same.
         if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            row = cursor.execute(_APPEND, params).fetchone()
+            row = cursor.execute(statement, params).fetchone()
         else:
             with conn.transaction():
-                row = cursor.execute(_APPEND, params).fetchone()
+                row = cursor.execute(statement, params).fetchone()
     except psycopg.errors.UniqueViolation:
         return None  # an id is taken; nothing was stored
     return None if row is None else int(row[0]) + 1

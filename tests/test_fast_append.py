@@ -24,7 +24,7 @@ from memctl import ledger
 from memctl.ledger import Summary, summarise
 from memctl.models import NewEvent
 from memctl.owners import Identity
-from memctl.storage import Store, Writer
+from memctl.storage import NO_FILTERS, Store, Writer
 
 CALL_IDS = ["c1", "c2", "c3"]
 
@@ -259,3 +259,37 @@ def test_stale_epoch_is_fenced_not_shortcut(store: Store) -> None:
         )
     assert ledger.eligible(Writer(me.identity, info.epoch))
     assert store.events(info.id) == []  # nothing of the fenced write was stored
+
+
+def test_one_event_and_a_batch_store_the_same_values(store: Store) -> None:
+    """A lone event (bound value by value on PostgreSQL) is stored as one inside a batch is."""
+    text = "tab\there\nnew \\N \u00e9 'quoted' \"double\" billing"
+    odd = NewEvent(
+        type="message",
+        role="assistant",
+        content=text,
+        tool_call={"id": "c9", "name": "grep", "arguments": {"q": text, "n": [1, 2.5, None]}},
+        payload={"raw": text, "nested": {"ok": True}},
+    )
+    plain = NewEvent(type="note", payload={"k": "v"})
+    me = Writer(Identity.of(os.getpid()))
+    alone = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
+    batched = store.create_session("s_" + uuid.uuid4().hex, None, {}, me)
+    assert store.append(alone.id, [odd], Writer(me.identity, alone.epoch)) == [1]
+    assert store.append(batched.id, [odd, plain], Writer(me.identity, batched.epoch)) == [1, 2]
+
+    def stored(session_id: str) -> tuple[Any, ...]:
+        event = store.events(session_id)[0]
+        return (
+            event.type,
+            event.role,
+            event.content,
+            event.tool_call,
+            event.tool_call_id,
+            event.payload,
+        )
+
+    assert stored(alone.id) == stored(batched.id)
+    assert stored(alone.id)[2] == text
+    hits = {(hit.session, hit.seq) for hit in store.search("billing", NO_FILTERS)}
+    assert {(alone.id, 1), (batched.id, 1)} <= hits
