@@ -9,7 +9,13 @@ stdout; words for people go to stderr.
 # No `from __future__ import annotations` here: typer would eval() every
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
+import array
+import fcntl
+import os
+import select
+import stat
 import sys
+import termios
 from enum import Enum
 from typing import Annotated, Any
 
@@ -25,6 +31,7 @@ from .cli_common import (
     SessionOpt,
     fail,
     fancy,
+    one_format,
     print_rich,
     resolve,
     say,
@@ -156,7 +163,8 @@ def record(
     With no TEXT and no event options, and stdin not a terminal, reads events
     as JSON lines, one object a line with the keys of `memctl show --jsonl`,
     and prints one seq a line as each is stored. A bad line is reported by
-    number; the others are kept.
+    number; the others are kept. Event options with no TEXT while stdin
+    holds data is exit 2: pass '-' to record stdin as the text.
     """
     session_id = session_arg(session)
     if session_id is None:
@@ -166,6 +174,13 @@ def record(
     single = any(
         v is not None for v in (role, event_type, tool_call, tool_call_id, payload, event_id)
     )
+    if text is None and single and _stdin_waiting():
+        # The options describe one event, so the lines cannot be JSON events;
+        # storing the event without them would drop what was piped in.
+        raise BadInput(
+            "stdin holds data but no TEXT was given: pass '-' to record stdin as the "
+            "event's text, or leave out the event options to read JSON lines"
+        )
     if text is None and not single:
         if sys.stdin.isatty():
             raise BadInput("nothing to record: give TEXT, or pipe JSON lines into memctl record")
@@ -176,13 +191,17 @@ def record(
         # import of 100,000 lines into PostgreSQL measured 13-20% faster with
         # 0.5 ms than with Python's 5 ms). This process does nothing else meanwhile.
         sys.setswitchinterval(0.0005)
-        outcome = record_stream(memory, session_id, writer, sys.stdin.fileno(), _report_seq)
+        acks = _Acks()
+        outcome = record_stream(memory, session_id, writer, sys.stdin.fileno(), acks)
         for number, message in outcome.errors:
             say(f"memctl: line {number}: {message}")
         if outcome.replaced:
             say(f"memctl: replaced {outcome.replaced} NUL or surrogate characters with U+FFFD")
         if outcome.errors:
-            fail(f"{len(outcome.errors)} bad lines skipped, {outcome.stored} stored", 2)
+            bad = len(outcome.errors)
+            fail(f"{bad} bad line{'s' if bad != 1 else ''} skipped, {outcome.stored} stored", 2)
+        if acks.lost is not None:
+            fail(f"could not print the seqs ({acks.lost}); all {outcome.stored} stored", 1)
         return
     if text == "-":
         text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
@@ -203,10 +222,56 @@ def record(
     typer.echo(seq)
 
 
-def _report_seq(seqs: list[int]) -> None:
-    if seqs:
-        sys.stdout.write("".join(f"{seq}\n" for seq in seqs))
-        sys.stdout.flush()
+class _Acks:
+    """Prints each stored batch's seqs; stops printing, never storing, when stdout fails.
+
+    A reader that goes away (``memctl record < big.jsonl | head -1``) is not
+    an error: the rest is stored quietly. Any other failure to print (stdout
+    closed, a full disk) is kept in ``lost`` and reported once all is stored.
+    """
+
+    def __init__(self) -> None:
+        self.lost: str | None = None
+        self._quiet = False
+
+    def __call__(self, seqs: list[int]) -> None:
+        if not seqs or self._quiet:
+            return
+        out = sys.stdout
+        try:
+            if out is None:
+                raise ValueError("stdout is closed")
+            out.write("".join(f"{seq}\n" for seq in seqs))
+            out.flush()
+        except BrokenPipeError:
+            self._quiet = True
+            # Keep the interpreter's final flush of what is left quiet too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError) as error:
+            self._quiet = True
+            self.lost = str(error)
+
+
+def _stdin_waiting() -> bool:
+    """Whether stdin is a pipe or file with data in it (not a terminal, not /dev/null)."""
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        return False
+    fd = stdin.fileno()
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.lseek(fd, 0, os.SEEK_CUR) < os.fstat(fd).st_size
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False
+        # A writer started alongside memctl (cat FILE | memctl record ...)
+        # may not have written yet: give it a moment, then count what waits.
+        select.select([fd], [], [], 0.05)
+        waiting = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, waiting)
+    except OSError:
+        return False
+    return waiting[0] > 0
 
 
 @app.command("list")
@@ -224,6 +289,8 @@ def list_sessions(
 ) -> None:
     """Sessions, newest activity first, with status and last message."""
     from .ids import parse_when
+
+    one_format(as_json, as_jsonl)
     from .render import plain_sessions, rich_sessions
 
     found = (
@@ -273,6 +340,7 @@ def show(
     """Print a session's events, read-only (safe on a crashed session)."""
     from .render import plain_transcript, rich_transcript
 
+    one_format(as_json, as_jsonl)
     memory = state_of(ctx).memory()
     session_id = resolve(memory, session, last)
     if around is not None:
@@ -324,10 +392,12 @@ def search(
     Words are ANDed; "a phrase" matches words in order; prefix* matches the
     start of a word; OR between words; -word excludes. Any text is a valid
     query. Each hit shows how to open it: memctl show SESSION --around SEQ.
+    A query that starts with '-' goes after '--': memctl search -- -word.
     """
     from .ids import parse_when
     from .render import plain_hits, rich_hits
 
+    one_format(as_json, as_jsonl)
     memory = state_of(ctx).memory()
     hits = memory.search(
         query,
@@ -406,7 +476,7 @@ def checkpoint(
 ) -> None:
     """Write a checkpoint at the session's current seq and print that seq."""
     memory = state_of(ctx).memory()
-    session_id = resolve(memory, session)
+    session_id = resolve(memory, session, how="-s SESSION")
     value: Any = None
     if state is not None:
         if state == "-":

@@ -138,8 +138,25 @@ def session_arg(value: str | None) -> str | None:
     return value or os.environ.get("MEMCTL_SESSION") or None
 
 
-def resolve(memory: Memory, ref: str | None, last: bool = False) -> str:
-    return memory.resolve(session_arg(ref), last=last)
+def resolve(memory: Memory, ref: str | None, last: bool | None = None, how: str = "SESSION") -> str:
+    """The session a command names: ``ref`` (or $MEMCTL_SESSION), or the latest with ``--last``.
+
+    ``last`` is None for a command without ``--last``; ``how`` is how the
+    command takes a session, for the message when none is given.
+    """
+    if last and ref:
+        raise BadInput(f"give {how} or --last, not both")
+    chosen = session_arg(ref)
+    if chosen is None and not last:
+        either = f"{how}, --last" if last is not None else how
+        raise BadInput(f"no session given: pass {either}, or set MEMCTL_SESSION")
+    return memory.resolve(chosen, last=bool(last))
+
+
+def one_format(as_json: bool, as_jsonl: bool) -> None:
+    """Refuse --json with --jsonl: a script asking for both has a bug to hear about."""
+    if as_json and as_jsonl:
+        raise BadInput("--json and --jsonl cannot be used together")
 
 
 def say(message: str) -> None:

@@ -13,6 +13,7 @@ from .cli_common import (
     SessionOpt,
     fail,
     fancy,
+    one_format,
     print_rich,
     say,
     state_of,
@@ -27,6 +28,7 @@ fact_app = typer.Typer(
 
 
 def _emit(facts: list[Fact], as_json: bool, as_jsonl: bool) -> None:
+    one_format(as_json, as_jsonl)
     if as_json:
         typer.echo(dumps([fact.to_dict() for fact in facts]))
     elif as_jsonl:

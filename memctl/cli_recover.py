@@ -35,6 +35,8 @@ def recover(
     """
     from . import recovery
 
+    if as_json and yes:
+        raise BadInput("--json lists and claims nothing; it cannot be used with --yes")
     memory = state_of(ctx).memory()
     session_id = memory.resolve(session) if session else None
     if as_json:

@@ -239,9 +239,21 @@ def default_db_path() -> Path:
 
 
 def resolve_url(url: str | None) -> str:
-    """``--db`` value, else ``MEMCTL_DB``, else the default path."""
-    chosen = url or os.environ.get("MEMCTL_DB") or ""
-    return chosen if chosen else str(default_db_path())
+    """``--db`` value, else ``MEMCTL_DB``, else the default path.
+
+    An empty value is refused rather than taken as "unset": a script whose
+    variable came out empty would otherwise write to the user's own
+    database.
+    """
+    if url is None:
+        url = os.environ.get("MEMCTL_DB")
+        if url is None:
+            return str(default_db_path())
+        if not url.strip():
+            raise BadInput("MEMCTL_DB is set but empty: give a path or URL, or unset it")
+    if not url.strip():
+        raise BadInput("--db is empty: give a path or URL, or leave it out")
+    return url
 
 
 def is_postgres(url: str) -> bool:

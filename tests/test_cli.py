@@ -278,6 +278,95 @@ def test_record_with_options_but_no_text_does_not_drop_the_event(tmp_path: Path)
         assert result.returncode == 2 and b"Traceback" not in result.stderr
 
 
+def test_record_with_options_refuses_piped_data_it_would_drop(db_url: str) -> None:
+    """`cat FILE | memctl record --role tool ...` (no TEXT, no '-') is exit 2, nothing stored."""
+    result = shell(
+        "printf 'def f():\\n    pass\\n' | memctl record -s rec-piped --role tool"
+        " --tool-call-id call_1",
+        db_url,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pass '-'" in result.stderr and "Traceback" not in result.stderr
+    assert shell("memctl show rec-piped --json", db_url).returncode == 3
+    # With '-' the same pipe is the event's text.
+    result = shell(
+        "printf 'def f(): pass' | memctl record -s rec-piped --role tool --tool-call-id c1 -",
+        db_url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert as_json(db_url, "show", "rec-piped", "--json")[0]["content"] == "def f(): pass"
+
+
+def _lines(count: int) -> str:
+    return "".join(
+        json.dumps({"role": "user", "content": f"line {n}"}) + "\n" for n in range(count)
+    )
+
+
+@pytest.mark.parametrize(
+    ("redirect", "code"),
+    [("| head -1", 0), ("| true", 0), (">&-", 1), ("> /dev/full", 1)],
+)
+def test_record_stream_stores_everything_when_stdout_fails(
+    tmp_path: Path, redirect: str, code: int
+) -> None:
+    """The seqs are acknowledgements: a closed or failing stdout never stops the storing.
+
+    A reader that goes away is not an error; any other failure to print is
+    exit 1 after everything is stored.
+    """
+    db = str(tmp_path / "m.db")
+    source = tmp_path / "lines.jsonl"
+    source.write_text(_lines(3000))
+    result = shell(
+        f"memctl record -s rec-out < {shlex.quote(str(source))} {redirect}; "
+        'echo "rc=${PIPESTATUS[0]}" >&2',
+        db,
+    )
+    assert f"rc={code}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    if code:
+        assert "could not print the seqs" in result.stderr
+    assert len(as_json(db, "show", "rec-out", "--json")) == 3000
+
+
+def test_conflicting_options_are_bad_usage(db_url: str) -> None:
+    """SESSION with --last, --json with --jsonl, recover --json with --yes: exit 2, not a guess."""
+    ok(db_url, "record", "-s", "conf-1", "hello")
+    for args in (
+        ["show", "conf-1", "--last"],
+        ["resume", "conf-1", "--last", "--peek"],
+        ["show", "conf-1", "--json", "--jsonl"],
+        ["list", "--json", "--jsonl"],
+        ["search", "hello", "--json", "--jsonl"],
+        ["fact", "list", "--json", "--jsonl"],
+        ["recover", "--json", "--yes"],
+    ):
+        result = cli(db_url, *args)
+        assert result.exit_code == 2, (args, result.output)
+
+
+def test_missing_session_message_names_what_the_command_takes(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    env = {"MEMCTL_SESSION": ""}
+    assert "pass SESSION, --last," in cli(db, "show", env=env).output
+    ended = cli(db, "end", env=env)
+    assert ended.exit_code == 2 and "--last" not in ended.output
+    checkpoint = cli(db, "checkpoint", env=env)
+    assert checkpoint.exit_code == 2 and "-s SESSION" in checkpoint.output
+
+
+def test_empty_database_setting_is_refused(tmp_path: Path) -> None:
+    """An empty --db or MEMCTL_DB never falls back to the user's own database."""
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data")}
+    flag = run_memctl("--db", "", "record", "-s", "x", "hi", env=env)
+    assert flag.returncode == 2 and b"--db is empty" in flag.stderr
+    variable = run_memctl("record", "-s", "x", "hi", env={**env, "MEMCTL_DB": ""})
+    assert variable.returncode == 2 and b"MEMCTL_DB is set but empty" in variable.stderr
+    assert not (home / "data").exists()
+
+
 def test_pipeline_printf_into_record(db_url: str) -> None:
     """`printf ... | memctl record -s S` stores each JSON line and prints one seq a line."""
     lines = [
