@@ -6,6 +6,11 @@ A pid alone cannot say that: pids are reused. An owner is host + boot id + pid
 process with that pid exists *and* started at that tick. From another host
 nothing can be checked directly, so the lease (kept by the database clock)
 decides.
+
+A killed process keeps its /proc entry, in state Z, until its parent reaps
+it; an agent SIGKILLed under a slow or careless parent would otherwise look
+alive and its session could not be recovered. So a process counts as running
+only if some thread of it has not exited.
 """
 
 from __future__ import annotations
@@ -34,21 +39,59 @@ def boot_id() -> str | None:
         return None
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot, or None if it is not running."""
+# Z (zombie) and X (dead) tasks have exited; the /proc entry only waits for
+# the parent to reap them. Linux 2.6.33 to 3.13 also spelled dead 'x'.
+_EXITED_STATES = (b"Z", b"X", b"x")
+
+
+def _stat_fields(path: str) -> list[bytes] | None:
+    """Fields 3 onwards of a /proc ``stat`` file, or None if it cannot be read."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
+        with open(path, "rb") as handle:
             stat = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
     except OSError:
         return None
-    # The command name (field 2) may contain spaces and parentheses; the
-    # fields after the last ')' are fixed. starttime is field 22 overall.
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    # The command name (field 2) may contain spaces and parentheses, and any
+    # process can set it; only the fields after the last ')' are fixed.
+    end = stat.rfind(b")")
+    if end < 0:
+        return None
+    return stat[end + 1 :].split()
+
+
+def _exited(fields: list[bytes]) -> bool:
+    return not fields or fields[0] in _EXITED_STATES
+
+
+def _some_thread_running(pid: int) -> bool:
+    # A main thread that called pthread_exit() leaves the process's own stat
+    # in state Z while its other threads go on working: that agent is alive.
     try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+        if fields is not None and not _exited(fields):
+            return True
+    return False
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot, or None if it is not running.
+
+    A zombie (exited, not yet reaped) is not running: it gets None exactly as
+    a pid with no /proc entry does.
+    """
+    fields = _stat_fields(f"/proc/{pid}/stat")
+    if fields is None or len(fields) < 20:
+        return None
+    if _exited(fields) and not _some_thread_running(pid):
+        return None
+    try:
+        # starttime is field 22 overall.
         return int(fields[19])
-    except (IndexError, ValueError):
+    except ValueError:
         return None
 
 
@@ -105,8 +148,8 @@ def owner_alive(owner: Owner | None, db_now: float) -> bool:
     if owner.host == host_name() and owner.boot_id is not None and owner.boot_id == boot_id():
         started = process_start_time(owner.pid)
         if started is None:
-            # No /proc entry: fall back to a signal probe only when /proc is
-            # missing altogether (not Linux); otherwise the process is gone.
+            # Not running by /proc: fall back to a signal probe only when /proc
+            # is missing altogether (not Linux); otherwise the process is gone.
             if os.path.isdir("/proc/self"):
                 return False
             return owner.start_time is None and _pid_exists(owner.pid)
