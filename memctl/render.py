@@ -139,21 +139,32 @@ def status_text(status: Status) -> Text:
 
 
 def rich_sessions(sessions: list[SessionInfo]) -> RenderableType:
-    """The ``list`` table."""
+    """The ``list`` table.
+
+    Only TITLE and LAST MESSAGE give way on a narrow terminal: Rich shrinks
+    the columns it may wrap and squeezes every column evenly only as a last
+    resort, so the others are ``no_wrap`` (a cut session id cannot be copied,
+    and a cut status or count misleads). The two that shrink are wrappable
+    columns holding ``no_wrap`` text, so they stay one line and end in an
+    ellipsis; both may shrink to nothing on a narrow terminal.
+    """
     from rich.table import Table
     from rich.text import Text
+
+    def one_line_cell(text: str = "", style: str = "") -> Text:
+        return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("SESSION", no_wrap=True)
     table.add_column("STATUS", no_wrap=True)
     table.add_column("ACTIVE", no_wrap=True)
-    table.add_column("MSGS", justify="right")
-    table.add_column("TITLE", max_width=30, no_wrap=True, overflow="ellipsis")
-    table.add_column("LAST MESSAGE", ratio=1, no_wrap=True, overflow="ellipsis")
+    table.add_column("MSGS", justify="right", no_wrap=True)
+    table.add_column(one_line_cell("TITLE"), max_width=30)
+    table.add_column(one_line_cell("LAST MESSAGE"))
     now = datetime.now(timezone.utc)
     for info in sessions:
         last = info.last_message
-        preview = Text()
+        preview = one_line_cell()
         if last is not None:
             preview.append(f"{last.role}: ", style=ROLE_STYLES.get(last.role, ""))
             preview.append(one_line(last.content, 200))
@@ -162,7 +173,7 @@ def rich_sessions(sessions: list[SessionInfo]) -> RenderableType:
             status_text(info.status),
             Text(humanize_age(info.last_activity_at, now=now), style="dim"),
             str(info.messages),
-            Text(one_line(info.title or "", 60)),
+            one_line_cell(one_line(info.title or "", 60)),
             preview,
         )
     return table
@@ -233,14 +244,16 @@ def hit_text(snippet: str) -> Text:
 
     from .search import MARK_END, MARK_START
 
+    # Whitespace is collapsed over the whole snippet before it is cut at the
+    # marks (which are not whitespace), so the spaces between a match and the
+    # plain text around it survive: collapsing each piece alone stripped them.
+    flat = " ".join(snippet.split())
     text = Text()
     matched = False
     piece: list[str] = []
-    for char in snippet + MARK_START:
+    for char in flat + MARK_START:
         if char in (MARK_START, MARK_END):
-            text.append(
-                sanitize(" ".join("".join(piece).split())), "bold reverse" if matched else ""
-            )
+            text.append(sanitize("".join(piece)), "bold reverse" if matched else "")
             piece = []
             matched = char == MARK_START
         else:

@@ -7,6 +7,7 @@ import io
 import json
 import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 from rich.console import Console, RenderableType
 
 from memctl import render
+from memctl.ids import format_ts
 from memctl.models import Checkpoint, Event, LastMessage, Resumed, SessionInfo, Status
+from memctl.search import MARK_END, MARK_START, SearchHit
 from memctl.text import dumps, one_line, sanitize
 from tests.conftest import MEMCTL, run_memctl
 
@@ -36,8 +39,8 @@ def assert_inert(output: str) -> None:
     assert not found, f"terminal-active characters leaked: {found!r}"
 
 
-def to_text(renderable: RenderableType) -> str:
-    console = Console(file=io.StringIO(), width=100, color_system=None)
+def to_text(renderable: RenderableType, width: int = 100) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
     console.print(renderable)
     file = console.file
     assert isinstance(file, io.StringIO)
@@ -130,6 +133,84 @@ def test_rich_sessions_table_is_inert() -> None:
     out = to_text(render.rich_sessions([session(title=f"t {MARKUP}", last=f"m {MARKUP}")]))
     assert MARKUP in out
     out = to_text(render.rich_sessions([session()]))
+    assert_inert(out)
+
+
+# A real session id (the length ``new_id`` makes), the widest status, a long
+# title and a last message longer than any terminal.
+FULL_ID = "s_01M89Q3G9AEX1MXYYFXS5H5PFA"
+LONG_TITLE = "Fix the billing service retry logic once and for all"
+LONG_LAST = " ".join(["the retry loop now waits with exponential backoff"] * 6)
+
+
+def wide_sessions() -> list[SessionInfo]:
+    # Three hours ago, so ACTIVE reads ``3h ago`` whenever the test runs.
+    active = format_ts(datetime.now(timezone.utc) - timedelta(hours=3, minutes=1))
+    long = session(title=LONG_TITLE, last=LONG_LAST)
+    long = dataclasses.replace(long, id=FULL_ID, messages=12, last_activity_at=active)
+    short = session(title="short", last="hi")
+    short = dataclasses.replace(short, id="s_short", messages=3, last_activity_at=active)
+    return [long, short]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 140, 200])
+def test_rich_sessions_keeps_id_status_active_and_count(width: int) -> None:
+    """At usual widths the list table shows id, status, age and count whole, one line a row."""
+    out = to_text(render.rich_sessions(wide_sessions()), width=width)
+    header, *rows = out.splitlines()
+    assert header.split()[:4] == ["SESSION", "STATUS", "ACTIVE", "MSGS"]
+    assert len(rows) == 2
+    assert all(len(line) <= width for line in out.splitlines())
+    long_row = rows[0].split()
+    assert long_row[:2] == [FULL_ID, "incomplete"]
+    assert long_row[2:5] == ["3h", "ago", "12"]
+    assert rows[1].split()[:2] == ["s_short", "incomplete"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 140, 200])
+def test_rich_sessions_shrinks_title_and_last_message(width: int) -> None:
+    """Title and last message are the columns cut, each with an ellipsis, to fit the width."""
+    out = to_text(render.rich_sessions(wide_sessions()), width=width)
+    assert "TITLE" in out and "LAST MES" in out
+    row = out.splitlines()[1]
+    assert row.startswith(f"{FULL_ID}  incomplete  3h ago    12  Fix the ")
+    title, last = row.split("  ")[-2:]
+    assert title.endswith("…") and LONG_TITLE.startswith(title[:-1])
+    assert last.startswith("user: the r") and last.endswith("…")
+    assert len(row) == width
+
+
+def test_rich_sessions_last_message_gives_way_first() -> None:
+    """On a wide terminal the title is shown up to its own limit; the message is cut."""
+    out = to_text(render.rich_sessions(wide_sessions()), width=200)
+    row = out.splitlines()[1]
+    assert "Fix the billing service retry…" in row
+    assert "user: the retry loop now waits" in row and row.rstrip().endswith("…")
+
+
+def mark(word: str) -> str:
+    return f"{MARK_START}{word}{MARK_END}"
+
+
+def test_hit_text_keeps_spaces_around_matches() -> None:
+    """Collapsing whitespace in a snippet keeps the spaces between matches and plain text."""
+    snippet = (
+        f"  The {mark('billing')} {mark('service')} retries with\n\t "
+        f"{mark('exponential')}   {mark('backoff')}. "
+    )
+    text = render.hit_text(snippet)
+    assert text.plain == "The billing service retries with exponential backoff."
+    highlighted = [text.plain[span.start : span.end] for span in text.spans]
+    assert highlighted == ["billing", "service", "exponential", "backoff"]
+
+
+def test_rich_hits_show_spaced_snippet_and_stay_inert() -> None:
+    """A search hit on a terminal reads as written, and stored escapes are shown, not obeyed."""
+    snippet = f"retries with {mark('exponential')} {mark('backoff')} {mark(EVIL)} done"
+    hit = SearchHit("s_render", 2, TS, "message", "assistant", snippet, 1.0)
+    out = to_text(render.rich_hits([hit]), width=200)
+    assert "retries with exponential backoff start\\x1b[2Jcleared" in out
+    assert f"{MARKUP} end done" in out
     assert_inert(out)
 
 
