@@ -57,7 +57,12 @@ def fact_add(
         typer.Option("--key", "-k", help="Unique key: adding it again updates the fact."),
     ] = None,
     tags: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag; repeatable.", show_default=False)
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="A tag; repeatable. An update without --tag keeps the tags.",
+            show_default=False,
+        ),
     ] = None,
     session: SessionOpt = None,
     seq: Annotated[
@@ -72,7 +77,7 @@ def fact_add(
         text = sys.stdin.read()
     memory = state_of(ctx).memory()
     session_id = memory.resolve(session) if session else None
-    fact = memory.add_fact(text, key=key, tags=tags or (), session_id=session_id, seq=seq)
+    fact = memory.add_fact(text, key=key, tags=tags, session_id=session_id, seq=seq)
     typer.echo(dumps(fact.to_dict()) if as_json else fact.id)
 
 

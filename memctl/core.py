@@ -219,15 +219,24 @@ class Memory:
         text: str,
         *,
         key: str | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
         session_id: str | None = None,
         seq: int | None = None,
     ) -> Fact:
-        """Add a fact to semantic memory, or update the fact with ``key``."""
+        """Add a fact to semantic memory, or update the fact with ``key``.
+
+        ``tags=None`` keeps an updated fact's tags (a new fact gets none);
+        a list replaces them.
+        """
         text = clean_value(text, "fact")
         if not isinstance(text, str) or not text.strip():
             raise BadInput("a fact needs some text")
+        if tags is None:
+            current = self.store.get_fact(key) if key is not None else None
+            tags = current.tags if current is not None and current.key == key else ()
         tags = [str(clean_value(tag, "tag")) for tag in tags]
+        if any(not tag.strip() for tag in tags):
+            raise BadInput("a tag cannot be empty")
         fact, _ = self.store.put_fact(
             text, key=clean_value(key, "key"), tags=tags, session=session_id, seq=seq
         )

@@ -944,3 +944,16 @@ def test_postgres_url_without_the_driver_says_what_to_install(tmp_path: Path) ->
     assert done.returncode == 5, done.stderr
     assert "pip install 'memctl[postgres]'" in done.stderr
     assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+
+
+def test_fact_update_keeps_tags_unless_given(db_url: str) -> None:
+    """The README's fact example: an update without --tag keeps the tags; --tag replaces them."""
+    ok(db_url, "fact", "add", "--key", "billing.retries", "--tag", "billing", "retries 3 times")
+    ok(db_url, "fact", "add", "--key", "billing.retries", "retries 5 times")
+    listed = as_json(db_url, "fact", "list", "--tag", "billing", "--json")
+    assert [(f["key"], f["text"], f["tags"]) for f in listed] == [
+        ("billing.retries", "retries 5 times", ["billing"])
+    ]
+    ok(db_url, "fact", "add", "--key", "billing.retries", "--tag", "ops", "retries 6 times")
+    assert as_json(db_url, "fact", "list", "--tag", "billing", "--json") == []
+    assert cli(db_url, "fact", "add", "--tag", "", "no empty tags").exit_code == 2
