@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import OwnerPidOpt, fancy, say, state_of
+from .cli_common import OwnerPidOpt, fail, fancy, say, state_of
 from .errors import BadInput, NothingToRecover
 from .models import Status
 from .owners import cli_owner_pid
@@ -98,10 +98,12 @@ def run(
     MEMCTL_EPOCH. Exit 0 ends the session; a crash or a signal leaves it
     incomplete for `memctl recover`. memctl exits with the child's status.
     """
-    from .runner import run_child
+    from .runner import CannotStart, run_child
 
     if session_id and resume_id:
         raise BadInput("--id starts a new session and --resume continues one: pick one")
+    if not command:
+        raise BadInput("no command given: memctl run -- CMD [ARGS...]")
     state = state_of(ctx)
     memory = state.memory()
     if resume_id:
@@ -109,7 +111,13 @@ def run(
     else:
         session = memory.start(title, session_id=session_id)
     say(f"memctl: running in session {session.id}")
-    code = run_child(memory, session, resolve_url(state.url), command)
+    try:
+        code = run_child(memory, session, resolve_url(state.url), command)
+    except CannotStart as failure:
+        if not resume_id:
+            # Nothing ran in it: not a crash for recover to offer.
+            session.abandon()
+        fail(str(failure), failure.code)
     raise typer.Exit(code)
 
 

@@ -46,16 +46,29 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+class CannotStart(Exception):
+    """The command never ran; ``code`` is the status a shell gives for that (127 or 126)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def run_child(memory: Memory, session: Session, url: str, command: Sequence[str]) -> int:
-    """Run ``command`` in ``session``; returns the exit status to pass on."""
+    """Run ``command`` in ``session``; returns the exit status to pass on.
+
+    CannotStart if it cannot be started at all: not found is 127, found but
+    not runnable (no permission, a directory, not an executable format) 126,
+    as a shell has it.
+    """
     if not command:
         raise BadInput("no command given: memctl run -- CMD [ARGS...]")
     try:
         child = subprocess.Popen(list(command), env=child_env(session, url))
     except FileNotFoundError:
-        raise BadInput(f"command not found: {command[0]}") from None
-    except PermissionError:
-        raise BadInput(f"permission denied: {command[0]}") from None
+        raise CannotStart(f"command not found: {command[0]}", 127) from None
+    except OSError as exc:
+        raise CannotStart(f"cannot run {command[0]}: {exc.strerror or exc}", 126) from None
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if child.poll() is None:

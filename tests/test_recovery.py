@@ -12,6 +12,9 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import memctl
 from memctl.models import Status
@@ -204,6 +207,34 @@ def test_run_failure_leaves_session_incomplete(db_url: str) -> None:
             "code": 137,
             "signal": "SIGKILL",
         }
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "words"),
+    [
+        (lambda d: str(d / "missing"), 127, "command not found"),
+        (lambda d: str(d), 126, "cannot run"),
+        (lambda d: str(_file(d / "plain.txt", "hello", 0o644)), 126, "cannot run"),
+        (lambda d: str(_file(d / "garbage", "not a program", 0o755)), 126, "cannot run"),
+    ],
+)
+def test_run_of_a_command_that_cannot_start(
+    db_url: str, tmp_path: Path, make: Any, code: int, words: str
+) -> None:
+    """Not found is 127, not runnable 126, as in a shell; the empty session is not offered."""
+    done = run_memctl("--db", db_url, "run", "--id", "nostart", "--", make(tmp_path))
+    assert done.returncode == code, done.stderr
+    assert words.encode() in done.stderr and b"unexpected" not in done.stderr
+    with memctl.open(db_url) as mem:
+        assert mem.get("nostart").status is Status.ABANDONED
+    offered = run_memctl("--db", db_url, "recover", "--json")
+    assert json.loads(offered.stdout) == []
+
+
+def _file(path: Path, text: str, mode: int) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
 
 
 def test_run_forwards_sigterm(db_url: str, tmp_path: Path) -> None:
