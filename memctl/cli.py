@@ -43,7 +43,7 @@ from .cli_db import db_app
 from .cli_fact import fact_app
 from .errors import BadInput
 from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
-from .models import Status
+from .models import ROLES, Status
 from .owners import cli_owner_pid
 from .text import dumps
 
@@ -54,6 +54,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Crash-safe memory for LLM agents: record, checkpoint, recover, search.",
 )
 
@@ -398,6 +399,8 @@ def search(
     from .render import plain_hits, rich_hits
 
     one_format(as_json, as_jsonl)
+    if role is not None and role not in ROLES:
+        raise BadInput(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
     memory = state_of(ctx).memory()
     hits = memory.search(
         query,

@@ -40,7 +40,12 @@ def db_info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         typer.echo(dumps(info))
         return
     for key, value in info.items():
-        typer.echo(f"{key}: {value}")
+        if isinstance(value, dict):
+            # Nested figures (sizes by part) as "key.part: value" lines.
+            for part, figure in value.items():
+                typer.echo(f"{key}.{part}: {figure}")
+        else:
+            typer.echo(f"{key}: {value}")
 
 
 @db_app.command("check")

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
+from .errors import BadInput
 from .models import Owner, Status
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -135,9 +136,13 @@ def cli_owner_pid(explicit: int | None = None) -> int:
     raw = os.environ.get("MEMCTL_OWNER_PID")
     if raw:
         try:
-            return int(raw)
+            pid = int(raw)
         except ValueError:
-            pass
+            pid = 0
+        if pid <= 0:
+            # A typo here would silently make the caller's shell the owner.
+            raise BadInput(f"MEMCTL_OWNER_PID must be a process id, not {raw!r}")
+        return pid
     return os.getppid()
 
 

@@ -16,7 +16,7 @@ from rich.text import Text
 from .ids import humanize_age
 from .models import SessionInfo
 from .render import ROLE_STYLES, fold
-from .text import sanitize, tool_call_label
+from .text import counted, sanitize, tool_call_label
 
 LAST_MESSAGE_LINES = 8
 LAST_MESSAGE_CHARS = 600
@@ -49,7 +49,7 @@ def welcome_panel(info: SessionInfo, *, more: int = 0) -> RenderableType:
         "Last active",
         Text(f"{humanize_age(info.last_activity_at, now=now)} ({info.last_activity_at[:19]}Z)"),
     )
-    facts.add_row("Messages", Text(f"{info.messages} ({info.events} events)"))
+    facts.add_row("Messages", Text(f"{info.messages} ({counted(info.events, 'event')})"))
     if info.checkpoint is not None:
         note = (
             f' "{sanitize(info.checkpoint.note, keep_newlines=False)}"'

@@ -160,7 +160,8 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
                     if retry and existing is not None and _is_own_create(existing, writer, now):
                         return session_from_row(existing, existing["db_now"])
                     raise Conflict(
-                        f"session {session_id} already exists; use 'memctl resume {session_id}'"
+                        f"session {session_id} already exists; continue it with 'memctl resume "
+                        f"{session_id}' (or 'memctl run --resume {session_id} -- CMD')"
                     )
                 _set_owner(conn, session_id, Ownership(writer_owner(writer, row["db_now"]), 1))
             return _require(conn, session_id)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .ids import humanize_age
 from .models import Event, Fact, Resumed, SessionInfo, Status
-from .text import one_line, sanitize, tool_call_label
+from .text import counted, one_line, sanitize, tool_call_label
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -182,7 +182,7 @@ def rich_sessions(sessions: list[SessionInfo]) -> RenderableType:
 def _resume_header(restored: Resumed) -> str:
     info = restored.session
     title = f" — {one_line(info.title, 60)}" if info.title else ""
-    return f"Session {info.id}{title} ({info.messages} messages, {info.status.value})"
+    return f"Session {info.id}{title} ({counted(info.messages, 'message')}, {info.status.value})"
 
 
 def _checkpoint_line(restored: Resumed) -> str | None:

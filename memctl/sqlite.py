@@ -229,7 +229,8 @@ class SQLiteStore:
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
                 raise Conflict(
-                    f"session {session_id} already exists; use 'memctl resume {session_id}'"
+                    f"session {session_id} already exists; continue it with 'memctl resume "
+                    f"{session_id}' (or 'memctl run --resume {session_id} -- CMD')"
                 )
             conn.execute(
                 "INSERT INTO sessions (id, title, created_at, last_activity_at, metadata)"

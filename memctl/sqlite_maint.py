@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sqlite_search
-from .errors import StorageUnavailable
+from .errors import BadInput, StorageUnavailable
 
 
 class InsecurePermissions(UserWarning):
@@ -23,6 +23,8 @@ def prepare_file(path: Path) -> None:
     SQLite creates ``-wal`` and ``-shm`` with the main file's mode, so they
     follow. An existing file open to others is left alone but reported.
     """
+    if path.is_dir():
+        raise BadInput(f"{path} is a directory: give the database file's path")
     try:
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -42,6 +42,11 @@ def sanitize(text: str | None, *, keep_newlines: bool = True) -> str:
     return pattern.sub(_escape, text)
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 message``, ``3 messages``: a count with its noun (regular plurals only)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def one_line(text: str | None, width: int = 80) -> str:
     """A sanitised single-line preview, cut to ``width`` characters."""
     flat = sanitize(" ".join((text or "").split()), keep_newlines=False)

@@ -957,3 +957,23 @@ def test_fact_update_keeps_tags_unless_given(db_url: str) -> None:
     ok(db_url, "fact", "add", "--key", "billing.retries", "--tag", "ops", "retries 6 times")
     assert as_json(db_url, "fact", "list", "--tag", "billing", "--json") == []
     assert cli(db_url, "fact", "add", "--tag", "", "no empty tags").exit_code == 2
+
+
+def test_small_usage_errors_are_exit_2_with_a_message(tmp_path: Path) -> None:
+    """-h works; a bad --role, a bad MEMCTL_OWNER_PID and a directory as --db are exit 2."""
+    db = str(tmp_path / "m.db")
+    assert cli(db, "-h").exit_code == 0
+    assert "Usage" in cli(db, "show", "-h").output
+    assert cli(db, "search", "hello", "--role", "bogus").exit_code == 2
+    bad_pid = cli(db, "record", "-s", "x", "hi", env={"MEMCTL_OWNER_PID": "abc"})
+    assert bad_pid.exit_code == 2 and "MEMCTL_OWNER_PID" in bad_pid.output
+    directory = run_memctl("--db", str(tmp_path), "list")
+    assert directory.returncode == 2 and b"is a directory" in directory.stderr
+
+
+def test_db_info_plain_prints_nested_figures_as_lines(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    ok(db, "record", "-s", "info-1", "hello")
+    lines = ok(db, "db", "info").splitlines()
+    assert any(line.startswith("bytes.db: ") for line in lines)
+    assert not any("{" in line for line in lines)
