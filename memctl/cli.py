@@ -205,7 +205,16 @@ def record(
             fail(f"could not print the seqs ({acks.lost}); all {outcome.stored} stored", 1)
         return
     if text == "-":
-        text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        from .inputs import max_event_bytes
+
+        # Read no more than can be stored, so a huge input is refused early.
+        limit = max_event_bytes()
+        raw = sys.stdin.buffer.read(limit + 1)
+        if len(raw) > limit:
+            raise BadInput(
+                f"stdin is larger than the event limit of {limit} bytes (MEMCTL_MAX_EVENT_BYTES)"
+            )
+        text = raw.decode("utf-8", errors="surrogateescape")
     data: dict[str, Any] = {
         "type": event_type,
         "role": role or (None if event_type and event_type != "message" else "user"),

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: typer would eval() every
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
+import os
 import sys
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .cli_common import JsonOpt, fail, fancy, say, state_of
+from .errors import BadInput
 from .storage import resolve_url
 from .text import dumps
 
@@ -96,6 +98,8 @@ def db_copy(
     memory = state_of(ctx).memory()
     ids = [memory.resolve(ref) for ref in sessions] if sessions else None
     with core.open(to) as target:
+        if _same_database(memory.store, target.store):
+            raise BadInput(f"--to names the database being copied ({target.store.describe()})")
         if fancy() or sys.stderr.isatty():
             from rich.progress import Progress
 
@@ -118,6 +122,15 @@ def db_copy(
         f"{report.facts_added} new facts ({report.facts - report.facts_added} already there); "
         "counts verified"
     )
+
+
+def _same_database(source: Any, target: Any) -> bool:
+    """Whether two open stores are one database: the same file, or the same server URL."""
+    if source.backend != target.backend:
+        return False
+    if source.backend == "sqlite":
+        return os.path.samefile(source.path, target.path)
+    return bool(source.describe() == target.describe())
 
 
 def _stderr_console() -> Any:

@@ -977,3 +977,19 @@ def test_db_info_plain_prints_nested_figures_as_lines(tmp_path: Path) -> None:
     lines = ok(db, "db", "info").splitlines()
     assert any(line.startswith("bytes.db: ") for line in lines)
     assert not any("{" in line for line in lines)
+
+
+def test_record_dash_refuses_more_than_the_limit_without_reading_it_all(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    env = {"MEMCTL_MAX_EVENT_BYTES": "1000"}
+    big = run_memctl("--db", db, "record", "-s", "big", "-", input="x" * 5000, env=env)
+    assert big.returncode == 2 and b"larger than the event limit" in big.stderr
+    fits = run_memctl("--db", db, "record", "-s", "big", "-", input="x" * 900, env=env)
+    assert fits.returncode == 0, fits.stderr
+
+
+def test_db_copy_to_the_same_database_is_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    ok(db, "record", "-s", "copy-self", "hello")
+    result = cli(db, "db", "copy", "--to", str(tmp_path / "." / "m.db"))
+    assert result.exit_code == 2 and "being copied" in result.output
