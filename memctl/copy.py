@@ -30,6 +30,8 @@ class CopyReport:
     events_added: int = 0
     facts: int = 0
     facts_added: int = 0
+    # Forgotten facts: only their history (actions and times, no text) goes across.
+    forgotten: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -67,10 +69,14 @@ def copy_database(
             )
     if not session_ids:
         for fact_id in source.fact_ids():
-            report.facts += 1
             fact = source.get_fact(fact_id)
-            if target.import_fact(fact, source.fact_history(fact_id)):
-                report.facts_added += 1
+            added = target.import_fact(fact, source.fact_history(fact_id))
+            if fact is None:
+                report.forgotten += 1
+            else:
+                report.facts += 1
+                if added:
+                    report.facts_added += 1
     if report.problems:
         raise CopyMismatch("; ".join(report.problems))
     return report
