@@ -19,7 +19,7 @@ from .cli_common import (
     state_of,
 )
 from .models import Fact
-from .text import dumps, one_line
+from .text import dumps, one_line, sanitize
 
 fact_app = typer.Typer(
     no_args_is_help=True,
@@ -44,8 +44,20 @@ def _emit(facts: list[Fact], as_json: bool, as_jsonl: bool) -> None:
     else:
         for fact in facts:
             typer.echo(
-                "\t".join([fact.id, fact.key or "", ",".join(fact.tags), one_line(fact.text, 200)])
+                "\t".join(
+                    [
+                        fact.id,
+                        _flat(fact.key or ""),
+                        _flat(",".join(fact.tags)),
+                        one_line(fact.text, 200),
+                    ]
+                )
             )
+
+
+def _flat(text: str) -> str:
+    """Keys and tags are stored text too: escaped, on one line, never cut."""
+    return sanitize(text, keep_newlines=False)
 
 
 @fact_app.command("add")
@@ -121,7 +133,8 @@ def fact_show(
         )
         return
     if fact is not None:
-        typer.echo(f"{fact.id}  key={fact.key or '-'}  tags={','.join(fact.tags) or '-'}")
+        key, tags = _flat(fact.key or "-"), _flat(",".join(fact.tags) or "-")
+        typer.echo(f"{fact.id}  key={key}  tags={tags}")
         typer.echo(one_line(fact.text, 10_000))
     for change in history:
         typer.echo(f"  {change.ts}  {change.action:<6}  {one_line(change.text or '', 120)}")

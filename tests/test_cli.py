@@ -993,3 +993,15 @@ def test_db_copy_to_the_same_database_is_refused(tmp_path: Path) -> None:
     ok(db, "record", "-s", "copy-self", "hello")
     result = cli(db, "db", "copy", "--to", str(tmp_path / "." / "m.db"))
     assert result.exit_code == 2 and "being copied" in result.output
+
+
+def test_fact_keys_and_tags_never_drive_the_terminal(tmp_path: Path) -> None:
+    """A fact's key and tags are stored text: escaped in list, show and search output."""
+    db = str(tmp_path / "m.db")
+    evil = "A\x1b[2J\x1b]0;PWN\x07\x9b31m\u202eRTL\x08"
+    with memctl.open(db) as mem:
+        mem.add_fact("billing fact", key="k" + evil, tags=[evil])
+    for args in (["fact", "list"], ["fact", "show", "k" + evil], ["fact", "search", "billing"]):
+        out = ok(db, *args)
+        assert not any(char in out for char in "\x1b\x07\x9b\u202e\x08"), (args, out)
+        assert "\\x1b" in out
