@@ -8,6 +8,7 @@ a ``MemctlError`` prints one line on stderr and exits with its code.
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
 import os
+import sqlite3
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class MemctlGroup(TyperGroup):
                 raise
             if error.__class__.__module__.startswith("typer"):
                 raise  # usage errors: typer formats them and exits 2
+            if type(error) is sqlite3.DatabaseError:
+                # What SQLite raises for a damaged file (not its subclasses:
+                # locked, constraint and misuse errors mean something else).
+                fail(f"error: the database is unreadable ({error}); see 'memctl db check'", 5)
             fail(
                 f"unexpected error: {type(error).__name__}: {error} "
                 "(set MEMCTL_DEBUG=1 for a traceback)",

@@ -13,7 +13,7 @@ import typer
 from .cli_common import JsonOpt, fail, fancy, say, state_of
 from .errors import BadInput
 from .storage import resolve_url
-from .text import dumps
+from .text import counted, dumps
 
 db_app = typer.Typer(
     no_args_is_help=True, help="Where the database is, what is in it, and its health."
@@ -67,7 +67,7 @@ def db_check(
     if problems:
         for problem in problems:
             say(f"memctl: {problem}")
-        fail(f"{len(problems)} problems found", 5)
+        fail(f"{counted(len(problems), 'problem')} found", 5)
     typer.echo("ok")
 
 

@@ -70,11 +70,18 @@ def info(conn: sqlite3.Connection, path: Path, schema_version: int) -> dict[str,
 
 def check(conn: sqlite3.Connection) -> list[str]:
     """The file's integrity, the summaries against their logs, the search index."""
-    problems = [
-        f"integrity: {row[0]}"
-        for row in conn.execute("PRAGMA integrity_check").fetchall()
-        if row[0] != "ok"
-    ]
+    try:
+        problems = [
+            f"integrity: {row[0]}"
+            for row in conn.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+    except sqlite3.DatabaseError as exc:
+        # Damage bad enough to stop the check itself (a broken schema page).
+        return [f"integrity: {exc}; restore the file from a backup or copy"]
+    if problems:
+        # The checks below read the same damaged pages.
+        return problems
     # The summaries must agree with the log they summarise.
     for row in conn.execute(
         "SELECT s.id, s.last_seq, s.events, count(e.pk) AS n, coalesce(max(e.seq), 0) AS top"

@@ -1005,3 +1005,17 @@ def test_fact_keys_and_tags_never_drive_the_terminal(tmp_path: Path) -> None:
         out = ok(db, *args)
         assert not any(char in out for char in "\x1b\x07\x9b\u202e\x08"), (args, out)
         assert "\\x1b" in out
+
+
+def test_a_damaged_sqlite_file_is_exit_5(tmp_path: Path) -> None:
+    """A corrupt page is 'storage unavailable' (5) with SQLite's words, never a crash (1)."""
+    db = tmp_path / "m.db"
+    for n in range(20):
+        ok(str(db), "record", "-s", f"s{n}", f"text {n}")
+    with db.open("r+b") as handle:
+        handle.seek(3 * 4096)  # the sessions table's root page
+        handle.write(b"\xff" * 4096)
+    for args in (["list"], ["show", "s1"], ["db", "check"]):
+        result = run_memctl("--db", str(db), *args)
+        assert result.returncode == 5, (args, result.stderr)
+        assert b"malformed" in result.stderr and b"unexpected" not in result.stderr
