@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .errors import AmbiguousSession, BadInput, SessionNotFound
-from .ids import new_id
+from .ids import new_id, parse_when
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import (
     Checkpoint,
@@ -142,10 +142,24 @@ class Memory:
         return found
 
     def sessions(
-        self, *, status: Status | None = None, since: str | None = None, limit: int | None = None
+        self,
+        *,
+        status: Status | str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> list[SessionInfo]:
-        """Sessions, newest activity first."""
-        return self.store.sessions(status=status, since=since, limit=limit)
+        """Sessions, newest activity first.
+
+        ``status`` is a ``Status`` or its value (``"incomplete"``); ``since``
+        an ISO date or time or an age (``"2h"``), as on the command line.
+        """
+        if isinstance(status, str) and not isinstance(status, Status):
+            try:
+                status = Status(status)
+            except ValueError:
+                choices = ", ".join(s.value for s in Status)
+                raise BadInput(f"status must be one of {choices}, not {status!r}") from None
+        return self.store.sessions(status=status, since=_when(since), limit=limit)
 
     def incomplete(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions left unfinished by a process that is gone, newest first."""
@@ -259,9 +273,10 @@ class Memory:
 
         Hits come best first (``order="recent"``: newest first) with a snippet
         in which matches sit between private markers (``SearchHit.to_dict``
-        turns them into ``[`` ``]``).
+        turns them into ``[`` ``]``). ``since`` and ``until`` are ISO dates or
+        times or ages (``"7d"``), as on the command line.
         """
-        filters = SearchFilters(session_id, role, type, since, until, limit, order)
+        filters = SearchFilters(session_id, role, type, _when(since), _when(until), limit, order)
         return self.store.search(query, filters)
 
     def search_events(self, query: str, *, limit: int = 20) -> list[Event]:
@@ -439,3 +454,8 @@ class Session:
         """Give the session up: it will not be offered for recovery either."""
         self.stop()
         return self.memory.end(self.id, self.writer, abandon=True)
+
+
+def _when(text: str | None) -> str | None:
+    """A WHEN the library was given, in stored form; BadInput if it is not a time."""
+    return parse_when(text) if text is not None else None

@@ -7,7 +7,10 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 import memctl
+from memctl.errors import BadInput
 from memctl.seed import (
     CheckpointManager,
     EpisodicMemory,
@@ -139,3 +142,21 @@ def test_facts_list_by_tag(db_url: str) -> None:
     semantic.add("c")
     assert sorted(f.text for f in semantic.list(tag="y")) == ["a", "b"]
     assert len(semantic.list()) == 3
+
+
+def test_library_reads_when_and_status_as_the_cli_does(db_url: str) -> None:
+    """since/until take ages and ISO times, status its string value; anything else is BadInput."""
+    with memctl.open(db_url) as mem:
+        session = mem.start(title="when")
+        session.add_message("user", "billing retry question")
+        assert [s.id for s in mem.sessions(since="2h")] == [session.id]
+        assert mem.sessions(since="2099-01-01") == []
+        assert [h.seq for h in mem.search("billing", since="7d")] == [1]
+        assert mem.search("billing", until="2000-01-01") == []
+        session.end()
+        assert [s.id for s in mem.sessions(status="ended")] == [session.id]
+        for bad in ({"since": "garbage"}, {"status": "bogus"}):
+            with pytest.raises(BadInput):
+                mem.sessions(**bad)
+        with pytest.raises(BadInput):
+            mem.search("billing", until="garbage")
