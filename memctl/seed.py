@@ -139,18 +139,19 @@ class SemanticMemory:
         text: str,
         *,
         key: str | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
         session_id: str | None = None,
         seq: int | None = None,
     ) -> Fact:
-        """Add a fact; with a ``key`` that exists already, update it (history kept)."""
+        """Add a fact; with a ``key`` that exists already, update it (history kept).
+
+        Without ``tags`` an updated fact keeps its own.
+        """
         return self.memory.add_fact(text, key=key, tags=tags, session_id=session_id, seq=seq)
 
     def update(self, key: str, text: str, *, tags: Sequence[str] | None = None) -> Fact:
-        current = self.get(key)
-        return self.add(
-            text, key=key, tags=current.tags if (tags is None and current) else (tags or ())
-        )
+        """Change the text of the fact with ``key`` (its tags too, if given)."""
+        return self.add(text, key=key, tags=tags)
 
     def get(self, key: str) -> Fact | None:
         return self.memory.store.get_fact(key)

@@ -115,7 +115,11 @@ def test_facts_update_keeps_history(db_url: str) -> None:
     semantic.update("billing.retries", "The billing service retries 5 times")
     fact = semantic.get("billing.retries")
     assert fact is not None and fact.text.endswith("5 times") and fact.tags == ["billing"]
-    history = semantic.history("billing.retries")
+    # add() with an existing key is an update too, and keeps the tags unless given.
+    semantic.add("The billing service retries 6 times", key="billing.retries")
+    updated = semantic.get("billing.retries")
+    assert updated is not None and updated.tags == ["billing"]
+    history = semantic.history("billing.retries")[:2]
     assert [(h.action, h.text) for h in history] == [
         ("ADD", "The billing service retries 3 times"),
         ("UPDATE", "The billing service retries 5 times"),
@@ -155,8 +159,9 @@ def test_library_reads_when_and_status_as_the_cli_does(db_url: str) -> None:
         assert mem.search("billing", until="2000-01-01") == []
         session.end()
         assert [s.id for s in mem.sessions(status="ended")] == [session.id]
-        for bad in ({"since": "garbage"}, {"status": "bogus"}):
-            with pytest.raises(BadInput):
-                mem.sessions(**bad)
+        with pytest.raises(BadInput):
+            mem.sessions(since="garbage")
+        with pytest.raises(BadInput):
+            mem.sessions(status="bogus")
         with pytest.raises(BadInput):
             mem.search("billing", until="garbage")
