@@ -39,6 +39,9 @@ MIN_PREFIX = 4
 MAX_SESSION_ID = 200
 # How far back from the end of the log to look for tool calls left unanswered.
 PENDING_SCAN = 500
+# A fact's key or tag: at most 4 bytes a character keeps it within
+# PostgreSQL's limit for an index entry.
+MAX_KEY_LENGTH = 500
 INTERRUPTED_RESULT = (
     "[memctl] Interrupted: the agent stopped before this tool call returned. "
     "Its result is unknown; run the tool again if it is still needed."
@@ -251,6 +254,12 @@ class Memory:
         tags = [str(clean_value(tag, "tag")) for tag in tags]
         if any(not tag.strip() for tag in tags):
             raise BadInput("a tag cannot be empty")
+        # Keys are indexed: PostgreSQL refuses an index entry over about 2.7 kB,
+        # so both backends hold keys to a length that fits in any encoding.
+        if key is not None and len(key) > MAX_KEY_LENGTH:
+            raise BadInput(f"a fact's key is at most {MAX_KEY_LENGTH} characters")
+        if any(len(tag) > MAX_KEY_LENGTH for tag in tags):
+            raise BadInput(f"a tag is at most {MAX_KEY_LENGTH} characters")
         fact, _ = self.store.put_fact(
             text, key=clean_value(key, "key"), tags=tags, session=session_id, seq=seq
         )

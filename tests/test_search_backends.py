@@ -17,7 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
+import memctl
 from memctl import pg_schema, pg_search
+from memctl.core import MAX_KEY_LENGTH
 from memctl.errors import BadInput
 from memctl.models import NewEvent
 from memctl.owners import Identity
@@ -391,3 +393,14 @@ def test_recent_order_beyond_the_newest_window(
         ]
     finally:
         store.close()
+
+
+def test_overlong_fact_key_or_tag_is_bad_input_on_both_backends(db_url: str) -> None:
+    """A key PostgreSQL could not index is refused up front (exit 2), never an outage (5)."""
+    with memctl.open(db_url) as mem:
+        with pytest.raises(BadInput):
+            mem.add_fact("text", key="k" * (MAX_KEY_LENGTH + 1))
+        with pytest.raises(BadInput):
+            mem.add_fact("text", tags=["t" * (MAX_KEY_LENGTH + 1)])
+        longest = "é" * MAX_KEY_LENGTH
+        assert mem.add_fact("text", key=longest, tags=[longest]).key == longest
