@@ -308,7 +308,45 @@ class Memory:
         checkpoint = self.store.latest_checkpoint(session_id)
         after = checkpoint.seq if (since_checkpoint and checkpoint) else 0
         messages = self.store.events(session_id, after_seq=after, messages_only=True)
+        if after:
+            messages = self._with_calls_answered(session_id, after, messages)
         return Resumed(info, checkpoint, messages)
+
+    def _with_calls_answered(
+        self, session_id: str, after: int, messages: list[Event]
+    ) -> list[Event]:
+        """``messages`` reaching back to the calls their first tool results answer.
+
+        A checkpoint taken between a tool call and its result would otherwise
+        start the list with a result whose call is missing, which a chat API
+        refuses.
+        """
+        called = {
+            str(m.tool_call["id"])
+            for m in messages
+            if m.role == "assistant" and m.tool_call and m.tool_call.get("id")
+        }
+        orphans = {
+            m.tool_call_id
+            for m in messages
+            if m.role == "tool" and m.tool_call_id and m.tool_call_id not in called
+        }
+        if not orphans:
+            return messages
+        earlier = self.store.events(
+            session_id, after_seq=max(after - PENDING_SCAN, 0), messages_only=True
+        )
+        starts = [
+            m.seq
+            for m in earlier
+            if m.seq <= after
+            and m.role == "assistant"
+            and m.tool_call
+            and str(m.tool_call.get("id")) in orphans
+        ]
+        if not starts:
+            return messages  # the call is further back than memctl looks
+        return [m for m in earlier if m.seq >= min(starts)]
 
     def claim(
         self,

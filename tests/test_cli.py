@@ -720,6 +720,30 @@ def test_resume_since_checkpoint(db_url: str) -> None:
     assert len(full["messages"]) == 3
 
 
+def test_resume_since_checkpoint_keeps_the_call_of_a_result(db_url: str) -> None:
+    """A checkpoint between a tool call and its result: the openai list still starts at the call."""
+    ok(db_url, "record", "-s", "rs-call", "question")
+    ok(
+        db_url,
+        "record",
+        "-s",
+        "rs-call",
+        "--role",
+        "assistant",
+        "--tool-call",
+        json.dumps(CALL),
+        "x",
+    )
+    ok(db_url, "checkpoint", "-s", "rs-call", "--state", '{"step": 1}')
+    ok(db_url, "record", "-s", "rs-call", "--role", "tool", "--tool-call-id", "call_1", "result")
+    ok(db_url, "record", "-s", "rs-call", "--role", "assistant", "answer")
+    messages = as_json(
+        db_url, "resume", "rs-call", "--since-checkpoint", "--format", "openai", "--peek"
+    )
+    assert [m["role"] for m in messages] == ["assistant", "tool", "assistant"]
+    assert messages[0]["tool_calls"][0]["id"] == messages[1]["tool_call_id"] == "call_1"
+
+
 def test_resume_last(db_url: str) -> None:
     """resume --last resumes the most recently active session."""
     ok(db_url, "record", "-s", "rs-l1", "one")
