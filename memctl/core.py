@@ -28,7 +28,7 @@ from .models import (
     SessionInfo,
     Status,
 )
-from .owners import Identity
+from .owners import Identity, cli_owner_pid
 from .storage import Progress, SearchFilters, Store, Writer, open_store
 
 if TYPE_CHECKING:
@@ -384,6 +384,33 @@ class Memory:
         ]
         if answers:
             self.store.append(session_id, answers, writer)
+
+    def attach(self) -> Session:
+        """The session ``memctl run`` holds for this process, with its working memory.
+
+        Inside ``memctl run -- python agent.py`` the run has claimed the session
+        and passed ``MEMCTL_SESSION``, ``MEMCTL_EPOCH`` and ``MEMCTL_OWNER_PID``
+        down; writes through the returned session carry that claim, so they
+        are fenced like the run's own (``resume`` here would find the session
+        owned by the run). The run keeps the lease alive and ends the session
+        when this process exits 0. BadInput outside ``memctl run``.
+        """
+        session_id = os.environ.get("MEMCTL_SESSION")
+        raw_epoch = os.environ.get("MEMCTL_EPOCH")
+        if not session_id or not raw_epoch:
+            raise BadInput(
+                "not inside 'memctl run': MEMCTL_SESSION and MEMCTL_EPOCH are not set "
+                "(use start() or resume() instead)"
+            )
+        try:
+            epoch = int(raw_epoch)
+        except ValueError:
+            raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw_epoch!r}") from None
+        restored = self.restore(session_id)
+        session = self._session(session_id, Writer(Identity.of(cli_owner_pid()), epoch))
+        session.working = WorkingMemory.from_events(restored.messages)
+        session.restored = restored
+        return session
 
     def resume(
         self, session_id: str, *, force: bool = False, since_checkpoint: bool = False

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import memctl
+from memctl.errors import BadInput
 from memctl.models import Status
 from tests.conftest import MEMCTL, run_memctl
 
@@ -187,6 +188,27 @@ def test_run_ends_session_on_success(db_url: str) -> None:
         info = mem.get("ok1")
         assert info.status is Status.ENDED
         assert [e.content for e in mem.events("ok1")] == [str(info.epoch)]
+
+
+def test_library_agent_attaches_to_the_run_session(db_url: str) -> None:
+    """Memory.attach() inside `memctl run` writes with the run's claim; outside it is BadInput."""
+    script = textwrap.dedent(
+        """
+        import memctl
+        with memctl.open() as mem:
+            s = mem.attach()
+            print(len(s.working), s.restored is not None)
+            s.add_message("assistant", "from the library")
+        """
+    )
+    done = run_memctl("--db", db_url, "run", "--id", "att1", "--", sys.executable, "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"0", b"True"]
+    with memctl.open(db_url) as mem:
+        assert mem.get("att1").status is Status.ENDED
+        assert [e.content for e in mem.events("att1")] == ["from the library"]
+        with pytest.raises(BadInput):
+            mem.attach()
 
 
 def test_run_failure_leaves_session_incomplete(db_url: str) -> None:
