@@ -117,6 +117,19 @@ def main() -> int:
         WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
     )
     session_id = start_or_resume(system, memory)
+    try:
+        return work(system, memory, session_id, delay)
+    except memctl.FencedOut:
+        # Another process took the session over (memctl resume --force, or a
+        # recover after this one was paused): its writes win, ours stop here.
+        print(f"agent: session {session_id} was taken over; stopping", file=sys.stderr)
+        return 6
+
+
+def work(
+    system: PersistentMemorySystem, memory: memctl.Memory, session_id: str, delay: float
+) -> int:
+    """The agent's loop: ask the model, run its tool calls, until it answers."""
     manager = CheckpointManager(system, interval=1)
     while True:
         reply = fake_model(system.working.messages)

@@ -94,6 +94,10 @@ class Memory:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._live: weakref.WeakSet[Session] = weakref.WeakSet()
+        # The latest claim this process took on each session through this
+        # Memory (start, claim, resume, attach), for writes that name a
+        # session by id only (the seed's classes, end()).
+        self._claims: dict[str, Writer] = {}
         # MEMCTL_MAX_EVENT_BYTES, read on the first record: a lookup in
         # os.environ costs more than the rest of the size check.
         self._event_limit: int | None = None
@@ -197,7 +201,14 @@ class Memory:
         )
         return self._session(info.id, Writer(writer.identity, info.epoch))
 
+    def writer_for(self, session_id: str) -> Writer:
+        """How this process writes to ``session_id``: with the claim it took through
+        this Memory, so that a takeover fences those writes too; else as a plain
+        writer without an epoch, as the command line writes."""
+        return self._claims.get(session_id) or Writer(Identity.of(os.getpid()))
+
     def _session(self, session_id: str, writer: Writer) -> Session:
+        self._claims[session_id] = writer
         session = Session(self, session_id, writer)
         if writer.identity.pid == os.getpid():
             session.keep_alive()
@@ -226,8 +237,8 @@ class Memory:
     def end(
         self, session_id: str, writer: Writer | None = None, *, abandon: bool = False
     ) -> SessionInfo:
-        """End (or abandon) a session; ``writer`` defaults to this process, without an epoch."""
-        writer = writer or Writer(Identity.of(os.getpid()))
+        """End (or abandon) a session; ``writer`` defaults to ``writer_for(session_id)``."""
+        writer = writer or self.writer_for(session_id)
         return self.store.end_session(session_id, "abandoned" if abandon else "ended", writer)
 
     # -- facts -------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,6 @@ from .core import Memory
 from .ids import parse_ts
 from .inputs import Cleaned, event_from_mapping
 from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent
-from .owners import Identity
 from .storage import Writer
 from .working import Message, WorkingMemory
 
@@ -100,9 +98,11 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _writer() -> Writer:
-    # The seed's calls carry no claim: they write like the CLI does, as this process.
-    return Writer(Identity.of(os.getpid()))
+def _writer(memory: Memory, session_id: str) -> Writer:
+    # The seed's calls name sessions by id. If this process claimed the session
+    # (welcome_back, resume, start, attach) they write with that claim, so a
+    # takeover fences them; else they write as the command line does.
+    return memory.writer_for(session_id)
 
 
 class EpisodicMemory:
@@ -121,7 +121,7 @@ class EpisodicMemory:
     ) -> int:
         """Record an event (``session_<role>`` for a message); returns its seq."""
         event = episode_to_new_event(event_type, payload, id=id)
-        return self.memory.record(session_id, [event], _writer())[0]
+        return self.memory.record(session_id, [event], _writer(self.memory, session_id))[0]
 
     def get_session(self, session_id: str) -> list[EpisodeEvent]:
         """Every event of a session, in order."""
@@ -180,7 +180,7 @@ class SessionStore:
         """Mark the session's log as holding ``working``: a checkpoint at its current seq."""
         self.memory.checkpoint(
             session_id,
-            _writer(),
+            _writer(self.memory, session_id),
             {"working_memory": {"messages": len(working.messages)}},
             "working memory saved",
         )

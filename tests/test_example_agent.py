@@ -71,3 +71,26 @@ def test_agent_killed_mid_run_finishes_after_restart(db_url: str) -> None:
         answered = [e.tool_call_id or "" for e in events if e.role == "tool"]
         assert sorted(calls) == sorted(answered), "every tool call has exactly one answer"
         assert mem.get(session.id).status.value == "ended"
+
+
+def test_paused_agent_is_fenced_after_a_takeover(db_url: str) -> None:
+    """A stopped agent whose session was taken over writes nothing more and exits 6."""
+    agent = _run(db_url, "1")
+    deadline = time.monotonic() + 60
+    with memctl.open(db_url) as mem:
+        while not (mem.sessions() and mem.sessions()[0].messages >= 2):
+            assert time.monotonic() < deadline, "the agent never got going"
+            time.sleep(0.05)
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            (session,) = mem.sessions()
+            taker, _ = mem.resume(session.id, force=True)
+            taker.add_message("user", "the new owner speaks")
+            before = [(e.seq, e.content) for e in mem.events(session.id)]
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 6, err
+        assert "taken over" in err
+        assert [(e.seq, e.content) for e in mem.events(session.id)] == before
+        taker.end()
