@@ -259,6 +259,8 @@ class Memory:
         text = clean_value(text, "fact")
         if not isinstance(text, str) or not text.strip():
             raise BadInput("a fact needs some text")
+        if key is not None:
+            key = str(clean_value(key, "key"))
         if tags is None:
             current = self.store.get_fact(key) if key is not None else None
             tags = current.tags if current is not None and current.key == key else ()
@@ -271,9 +273,7 @@ class Memory:
             raise BadInput(f"a fact's key is at most {MAX_KEY_LENGTH} characters")
         if any(len(tag) > MAX_KEY_LENGTH for tag in tags):
             raise BadInput(f"a tag is at most {MAX_KEY_LENGTH} characters")
-        fact, _ = self.store.put_fact(
-            text, key=clean_value(key, "key"), tags=tags, session=session_id, seq=seq
-        )
+        fact, _ = self.store.put_fact(text, key=key, tags=tags, session=session_id, seq=seq)
         return fact
 
     # -- search ------------------------------------------------------------

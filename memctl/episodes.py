@@ -34,7 +34,7 @@ class EpisodeStorage(ABC):
 
     @abstractmethod
     async def get_by_session(self, session_id: str) -> list[EpisodeEvent]:
-        """A session's episodes in time order."""
+        """A session's episodes in the order they were recorded (seq order)."""
 
     @abstractmethod
     async def get_recent(self, limit: int) -> list[EpisodeEvent]:

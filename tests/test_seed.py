@@ -165,3 +165,14 @@ def test_library_reads_when_and_status_as_the_cli_does(db_url: str) -> None:
             mem.sessions(status="bogus")
         with pytest.raises(BadInput):
             mem.search("billing", until="garbage")
+
+
+def test_fact_lookups_normalise_keys_as_writes_do(db_url: str) -> None:
+    """A key with NUL or a lone surrogate finds, shows and forgets its fact on both backends."""
+    semantic = SemanticMemory(memctl.open(db_url))
+    for key in ("a\x00b", "c\ud800d"):
+        semantic.add("odd key", key=key)
+        fact = semantic.get(key)
+        assert fact is not None and fact.text == "odd key"
+        assert [h.action for h in semantic.history(key)] == ["ADD"]
+        assert semantic.forget(key)
