@@ -9,13 +9,8 @@ stdout; words for people go to stderr.
 # No `from __future__ import annotations` here: typer would eval() every
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
-import array
-import fcntl
 import os
-import select
-import stat
 import sys
-import termios
 from enum import Enum
 from typing import Annotated, Any
 
@@ -45,7 +40,7 @@ from .errors import BadInput
 from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
 from .models import ROLES, Status
 from .owners import cli_owner_pid
-from .text import dumps
+from .text import counted, dumps
 
 app = typer.Typer(
     cls=MemctlGroup,
@@ -199,8 +194,7 @@ def record(
         if outcome.replaced:
             say(f"memctl: replaced {outcome.replaced} NUL or surrogate characters with U+FFFD")
         if outcome.errors:
-            bad = len(outcome.errors)
-            fail(f"{bad} bad line{'s' if bad != 1 else ''} skipped, {outcome.stored} stored", 2)
+            fail(f"{counted(len(outcome.errors), 'bad line')} skipped, {outcome.stored} stored", 2)
         if acks.lost is not None:
             fail(f"could not print the seqs ({acks.lost}); all {outcome.stored} stored", 1)
         return
@@ -264,6 +258,13 @@ class _Acks:
 
 def _stdin_waiting() -> bool:
     """Whether stdin is a pipe or file with data in it (not a terminal, not /dev/null)."""
+    # Only the no-TEXT form with event options gets here: imported on use.
+    import array
+    import fcntl
+    import select
+    import stat
+    import termios
+
     stdin = sys.stdin
     if stdin is None or stdin.isatty():
         return False
