@@ -202,9 +202,12 @@ class Memory:
         return self._session(info.id, Writer(writer.identity, info.epoch))
 
     def writer_for(self, session_id: str) -> Writer:
-        """How this process writes to ``session_id``: with the claim it took through
-        this Memory, so that a takeover fences those writes too; else as a plain
-        writer without an epoch, as the command line writes."""
+        """How this process writes to ``session_id``.
+
+        With the claim it took through this Memory, so that a takeover fences
+        those writes too; else as a plain writer without an epoch, as the
+        command line writes.
+        """
         return self._claims.get(session_id) or Writer(Identity.of(os.getpid()))
 
     def _session(self, session_id: str, writer: Writer) -> Session:
