@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import sys
 
-from .models import Resumed
+from .models import Resumed, Status
 from .text import dumps
 from .working import WorkingMemory
 
 
 def openai_messages(restored: Resumed) -> list[dict[str, object]]:
-    """The chat-completions ``messages`` array for a restored session."""
-    return WorkingMemory.from_events(restored.messages).to_openai()
+    """The chat-completions ``messages`` array for a restored session.
+
+    A claim answers the tool calls a crash left open (``Memory.claim``); a
+    peek at an incomplete session claims nothing, so the same answers are
+    added here, to the output only, to keep it a list a chat API accepts.
+    In a live session an open call is still running and is left as it is.
+    """
+    from .core import INTERRUPTED_RESULT, unanswered_tool_calls
+
+    messages: list[dict[str, object]] = list(
+        WorkingMemory.from_events(restored.messages).to_openai()
+    )
+    if restored.session.status is Status.INCOMPLETE:
+        for call_id in unanswered_tool_calls(restored.messages):
+            messages.append(
+                {"role": "tool", "content": INTERRUPTED_RESULT, "tool_call_id": call_id}
+            )
+    return messages
 
 
 def emit_resumed(restored: Resumed, output: str, *, fancy: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -1043,3 +1044,23 @@ def test_a_damaged_sqlite_file_is_exit_5(tmp_path: Path) -> None:
         result = run_memctl("--db", str(db), *args)
         assert result.returncode == 5, (args, result.stderr)
         assert b"malformed" in result.stderr and b"unexpected" not in result.stderr
+
+
+def test_peek_openai_answers_a_crashed_call_in_the_output_only(db_url: str) -> None:
+    """--peek --format openai on an incomplete session closes its open call; nothing is stored."""
+    dead = str(dead_pid())
+    ok(db_url, "record", "-s", "pk-1", "--owner-pid", dead, "question")
+    call = ["--role", "assistant", "--tool-call", json.dumps(CALL), "--owner-pid", dead, "x"]
+    ok(db_url, "record", "-s", "pk-1", *call)
+    assert session_of(db_url, "pk-1")["status"] == "incomplete"
+    messages = as_json(db_url, "resume", "pk-1", "--peek", "--format", "openai")
+    assert messages[-1]["role"] == "tool" and messages[-1]["tool_call_id"] == "call_1"
+    assert str(messages[-1]["content"]).startswith("[memctl] Interrupted")
+    assert len(as_json(db_url, "show", "pk-1", "--json")) == 2
+    # A live owner's open call is still running: left open.
+    live = str(os.getpid())
+    ok(db_url, "record", "-s", "pk-2", "--owner-pid", live, "question")
+    ok(db_url, "record", "-s", "pk-2", *call[:-3], "--owner-pid", live, "x")
+    assert as_json(db_url, "resume", "pk-2", "--peek", "--format", "openai")[-1]["role"] == (
+        "assistant"
+    )
