@@ -28,7 +28,7 @@ from . import core
 from .core import Memory
 from .ids import parse_ts
 from .inputs import Cleaned, clean_value, event_from_mapping
-from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent
+from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent, Status
 from .storage import Writer
 from .working import Message, WorkingMemory
 
@@ -319,8 +319,17 @@ class CheckpointManager:
         while not self._stop.wait(self.seconds):
             with self._lock:
                 session_id, dirty = self._session_id, self._dirty
-            if session_id is not None and (dirty or _unsaved(self.memory_system.working)):
-                self._save(session_id)
+            if session_id is None or not (dirty or _unsaved(self.memory_system.working)):
+                continue
+            if _finished(self.memory_system, session_id):
+                # Ended or abandoned since the last tool call: what the working
+                # memory holds now belongs to whatever the agent does next, and
+                # saving it here would reopen the finished session.
+                with self._lock:
+                    if self._session_id == session_id:
+                        self._session_id = None
+                continue
+            self._save(session_id)
 
     def close(self) -> None:
         """Stop the time trigger (the process exiting stops it too)."""
@@ -331,6 +340,11 @@ class CheckpointManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _finished(system: PersistentMemorySystem, session_id: str) -> bool:
+    info = system.episodic.memory.store.get_session(session_id)
+    return info is not None and info.status in (Status.ENDED, Status.ABANDONED)
 
 
 def _unsaved(working: WorkingMemory) -> bool:

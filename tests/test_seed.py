@@ -108,6 +108,24 @@ def test_checkpoint_manager_time_trigger(db_url: str) -> None:
     assert [e.content for e in system.episodic.memory.events("seed5")] == ["long task"]
 
 
+def test_time_trigger_leaves_an_ended_session_alone(db_url: str) -> None:
+    """After the session ends, the next task's messages are not saved into it (nor reopen it)."""
+    system = _system(db_url)
+    memory = system.episodic.memory
+    with CheckpointManager(system, interval=100, seconds=0.1) as manager:
+        system.working.add_message("user", "task A")
+        manager.on_tool_executed("seed6")
+        deadline = time.monotonic() + 10
+        while memory.store.latest_checkpoint("seed6") is None:
+            assert time.monotonic() < deadline, "the time trigger never fired"
+            time.sleep(0.05)
+        memory.end("seed6")
+        system.working.add_message("user", "task B")
+        time.sleep(0.5)  # several ticks
+    assert [e.content for e in memory.events("seed6")] == ["task A"]
+    assert memory.get("seed6").status.value == "ended"
+
+
 def test_facts_update_keeps_history(db_url: str) -> None:
     """Updating a keyed fact keeps the old value in its history."""
     semantic = SemanticMemory(memctl.open(db_url))
