@@ -211,6 +211,9 @@ class PersistentMemorySystem:
         self.semantic = semantic
         self.session_store = session_store
         self._lock = threading.Lock()
+        # Messages this object has stored, per session: part of each new
+        # message's idempotency key (see save_session).
+        self._stored: dict[str, int] = {}
 
     @classmethod
     def open(cls, url: str | None = None) -> PersistentMemorySystem:
@@ -224,8 +227,10 @@ class PersistentMemorySystem:
         """Persist working memory to episodic storage; saving twice stores nothing twice.
 
         Messages that came from the store (they carry a seq) are skipped; new
-        ones get an idempotency key derived from their place and content, so a
-        save interrupted half way and repeated stores each message once.
+        ones get an idempotency key derived from their place, their content and
+        how many messages this object has stored in the session, so a save
+        interrupted half way and repeated stores each message once, while the
+        same text at the same place after ``working.clear()`` is a new message.
         """
         with self._lock:
             messages = self.working.messages
@@ -239,9 +244,10 @@ class PersistentMemorySystem:
                     MESSAGE_PREFIX + message.role,
                     payload,
                     session_id,
-                    id=_message_key(session_id, index, message),
+                    id=_message_key(session_id, index, self._stored.get(session_id, 0), message),
                 )
                 messages[index] = replace(message, seq=seq)
+                self._stored[session_id] = self._stored.get(session_id, 0) + 1
             self.session_store.save(session_id, self.working)
 
     def load_session(self, session_id: str) -> WorkingMemory:
@@ -264,9 +270,17 @@ class PersistentMemorySystem:
         return restored
 
 
-def _message_key(session_id: str, index: int, message: Message) -> str:
+def _message_key(session_id: str, index: int, stored: int, message: Message) -> str:
     body = json.dumps(
-        [session_id, index, message.role, message.content, message.tool_call, message.tool_call_id],
+        [
+            session_id,
+            index,
+            stored,
+            message.role,
+            message.content,
+            message.tool_call,
+            message.tool_call_id,
+        ],
         ensure_ascii=False,
         sort_keys=True,
     )

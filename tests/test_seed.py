@@ -126,6 +126,18 @@ def test_time_trigger_leaves_an_ended_session_alone(db_url: str) -> None:
     assert memory.get("seed6").status.value == "ended"
 
 
+def test_save_after_clear_stores_the_same_text_again(db_url: str) -> None:
+    """After working.clear(), a message equal to an earlier one is a new message, not a repeat."""
+    system = _system(db_url)
+    system.working.add_message("user", "yes")
+    system.save_session("seed7")
+    system.save_session("seed7")  # nothing new: stored once
+    system.working.clear()
+    system.working.add_message("user", "yes")
+    system.save_session("seed7")
+    assert [e.content for e in system.episodic.memory.events("seed7")] == ["yes", "yes"]
+
+
 def test_facts_update_keeps_history(db_url: str) -> None:
     """Updating a keyed fact keeps the old value in its history."""
     semantic = SemanticMemory(memctl.open(db_url))
