@@ -37,7 +37,13 @@ from .cli_common import (
 from .cli_db import db_app
 from .cli_fact import fact_app
 from .errors import BadInput
-from .inputs import Cleaned, event_from_mapping, parse_json, parse_json_object_option
+from .inputs import (
+    Cleaned,
+    event_from_mapping,
+    max_event_bytes,
+    parse_json,
+    parse_json_object_option,
+)
 from .models import ROLES, Status
 from .owners import cli_owner_pid
 from .text import counted, dumps
@@ -199,8 +205,6 @@ def record(
             fail(f"could not print the seqs ({acks.lost}); all {outcome.stored} stored", 1)
         return
     if text == "-":
-        from .inputs import max_event_bytes
-
         # Read no more than can be stored, so a huge input is refused early.
         limit = max_event_bytes()
         raw = sys.stdin.buffer.read(limit + 1)
@@ -270,10 +274,10 @@ def _stdin_waiting() -> bool:
         return False
     fd = stdin.fileno()
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISREG(mode):
-            return os.lseek(fd, 0, os.SEEK_CUR) < os.fstat(fd).st_size
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            return os.lseek(fd, 0, os.SEEK_CUR) < info.st_size
+        if not (stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode)):
             return False
         # A writer started alongside memctl (cat FILE | memctl record ...)
         # may not have written yet: give it a moment, then count what waits.
@@ -300,10 +304,9 @@ def list_sessions(
 ) -> None:
     """Sessions, newest activity first, with status and last message."""
     from .ids import parse_when
-
-    one_format(as_json, as_jsonl)
     from .render import plain_sessions, rich_sessions
 
+    one_format(as_json, as_jsonl)
     found = (
         state_of(ctx)
         .memory()

@@ -8,7 +8,6 @@ a ``MemctlError`` prints one line on stderr and exits with its code.
 # string annotation at start-up, which costs `memctl record` tens of ms.
 
 import os
-import sqlite3
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typer.core import TyperGroup
 from . import core
 from .core import Memory
 from .errors import BadInput, MemctlError
-from .owners import Identity, cli_owner_pid
+from .owners import Identity, cli_owner_pid, env_epoch
 from .storage import Writer
 
 
@@ -52,15 +51,25 @@ class MemctlGroup(TyperGroup):
                 raise
             if error.__class__.__module__.startswith("typer"):
                 raise  # usage errors: typer formats them and exits 2
-            if type(error) is sqlite3.DatabaseError:
-                # What SQLite raises for a damaged file (not its subclasses:
-                # locked, constraint and misuse errors mean something else).
+            if _sqlite_damage(error):
                 fail(f"error: the database is unreadable ({error}); see 'memctl db check'", 5)
             fail(
                 f"unexpected error: {type(error).__name__}: {error} "
                 "(set MEMCTL_DEBUG=1 for a traceback)",
                 1,
             )
+
+
+def _sqlite_damage(error: Exception) -> bool:
+    """Whether ``error`` is what SQLite raises for a damaged file.
+
+    Its exact class only: the subclasses (locked, constraint, misuse) mean
+    something else. sqlite3 is imported here, on the error path, so that a
+    PostgreSQL user's start-up does not load it.
+    """
+    import sqlite3
+
+    return type(error) is sqlite3.DatabaseError
 
 
 def show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -129,14 +138,7 @@ def print_rich(renderable: Any) -> None:
 
 def writer_for(owner_pid: int | None) -> Writer:
     """The identity of a CLI write, with the epoch a `memctl run` child inherited."""
-    raw_epoch = os.environ.get("MEMCTL_EPOCH")
-    epoch = None
-    if raw_epoch:
-        try:
-            epoch = int(raw_epoch)
-        except ValueError:
-            raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw_epoch!r}") from None
-    return Writer(Identity.of(cli_owner_pid(owner_pid)), epoch)
+    return Writer(Identity.of(cli_owner_pid(owner_pid)), env_epoch())
 
 
 def session_arg(value: str | None) -> str | None:

@@ -18,6 +18,7 @@ from .cli_common import (
     say,
     state_of,
 )
+from .core import fact_key
 from .models import Fact
 from .text import dumps, one_line, sanitize
 
@@ -118,6 +119,7 @@ def fact_show(
 ) -> None:
     """One fact and its history (ADD / UPDATE / DELETE)."""
     memory = state_of(ctx).memory()
+    ref = fact_key(ref)
     fact = memory.store.get_fact(ref)
     history = memory.store.fact_history(fact.id if fact else ref)
     if fact is None and not history:
@@ -160,7 +162,7 @@ def fact_forget(
     ref: Annotated[str, typer.Argument(help="Key or id.")],
 ) -> None:
     """Remove a fact for good: the fact, its index entry and the text of its history."""
-    forgotten = state_of(ctx).memory().store.forget_fact(ref)
+    forgotten = state_of(ctx).memory().store.forget_fact(fact_key(ref))
     if forgotten is None:
         fail(f"error: no fact {ref!r}", 3)
     say(f"memctl: forgot {forgotten.id}")

@@ -28,7 +28,7 @@ from .models import (
     SessionInfo,
     Status,
 )
-from .owners import Identity, cli_owner_pid
+from .owners import Identity, cli_owner_pid, env_epoch
 from .storage import Progress, SearchFilters, Store, Writer, open_store
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ class Memory:
         if not isinstance(text, str) or not text.strip():
             raise BadInput("a fact needs some text")
         if key is not None:
-            key = str(clean_value(key, "key"))
+            key = fact_key(key)
         if tags is None:
             current = self.store.get_fact(key) if key is not None else None
             tags = current.tags if current is not None and current.key == key else ()
@@ -410,16 +410,12 @@ class Memory:
         when this process exits 0. BadInput outside ``memctl run``.
         """
         session_id = os.environ.get("MEMCTL_SESSION")
-        raw_epoch = os.environ.get("MEMCTL_EPOCH")
-        if not session_id or not raw_epoch:
+        epoch = env_epoch()
+        if not session_id or epoch is None:
             raise BadInput(
                 "not inside 'memctl run': MEMCTL_SESSION and MEMCTL_EPOCH are not set "
                 "(use start() or resume() instead)"
             )
-        try:
-            epoch = int(raw_epoch)
-        except ValueError:
-            raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw_epoch!r}") from None
         restored = self.restore(session_id)
         session = self._session(session_id, Writer(Identity.of(cli_owner_pid()), epoch))
         session.working = WorkingMemory.from_events(restored.messages)
@@ -547,3 +543,12 @@ class Session:
 def _when(text: str | None) -> str | None:
     """A WHEN the library was given, in stored form; BadInput if it is not a time."""
     return parse_when(text) if text is not None else None
+
+
+def fact_key(ref: str) -> str:
+    """A fact key (or id) as stored: NUL and lone surrogates replaced.
+
+    Writes store keys this way, so lookups go through it too: the same key
+    then finds the same fact on both backends instead of failing to encode.
+    """
+    return str(clean_value(ref, "key"))

@@ -61,6 +61,14 @@ class Conflict(MemctlError):
     exit_code = 6
 
 
+def session_exists(session_id: str) -> Conflict:
+    """What every adapter raises when asked to create a session that exists."""
+    return Conflict(
+        f"session {session_id} already exists; continue it with 'memctl resume {session_id}' "
+        f"(or 'memctl run --resume {session_id} -- CMD')"
+    )
+
+
 class SessionOwned(Conflict):
     """The session is owned by a live process."""
 

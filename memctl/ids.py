@@ -20,7 +20,6 @@ _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 # A random byte's low five bits as a base32 digit: 256 is a multiple of 32,
 # so each digit is uniform.
 _DIGIT_OF_BYTE = bytes(ord(_CROCKFORD[byte % 32]) for byte in range(256))
-_TIME_DIGITS = 10  # 48 bits of milliseconds as 10 digits (the top two bits zero)
 _RANDOM_DIGITS = 16  # 80 random bits
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -40,7 +39,8 @@ def new_ids(prefix: str, count: int) -> list[str]:
     best of five).
     """
     millis = int(time.time() * 1000)
-    # Most significant first, so ids sort by time.
+    # 48 bits of milliseconds as 5 pairs of digits (the top two bits zero),
+    # most significant first, so ids sort by time.
     head = (
         prefix + "_" + "".join([_PAIRS[(millis >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
     )

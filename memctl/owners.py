@@ -146,6 +146,17 @@ def cli_owner_pid(explicit: int | None = None) -> int:
     return os.getppid()
 
 
+def env_epoch() -> int | None:
+    """The fencing epoch a ``memctl run`` child inherited in ``MEMCTL_EPOCH``, if any."""
+    raw = os.environ.get("MEMCTL_EPOCH")
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw!r}") from None
+
+
 def owner_alive(owner: Owner | None, db_now: float) -> bool:
     """Decide liveness exactly as PRODUCT.md's status table says."""
     if owner is None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from psycopg.rows import DictRow, tuple_row
 
 from . import pg_maint, pg_schema
-from .errors import Conflict, FencedOut, SessionNotFound
+from .errors import FencedOut, SessionNotFound, session_exists
 from .ids import new_id, new_ids, now_ts
 from .ledger import (
     Ownership,
@@ -159,10 +159,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
                     existing = _session_row(conn, session_id, lock=False)
                     if retry and existing is not None and _is_own_create(existing, writer, now):
                         return session_from_row(existing, existing["db_now"])
-                    raise Conflict(
-                        f"session {session_id} already exists; continue it with 'memctl resume "
-                        f"{session_id}' (or 'memctl run --resume {session_id} -- CMD')"
-                    )
+                    raise session_exists(session_id)
                 _set_owner(conn, session_id, Ownership(writer_owner(writer, row["db_now"]), 1))
             return _require(conn, session_id)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .core import Memory, Session
-from .errors import BadInput, FencedOut
+from .errors import FencedOut
 
 # Signals a supervisor passes on. SIGINT is not among them: Ctrl-C at a
 # terminal already reaches the child (same process group), and sending it a
@@ -59,10 +59,9 @@ def run_child(memory: Memory, session: Session, url: str, command: Sequence[str]
 
     CannotStart if it cannot be started at all: not found is 127, found but
     not runnable (no permission, a directory, not an executable format) 126,
-    as a shell has it.
+    as a shell has it. ``command`` is not empty (the CLI checks that before
+    it starts a session for it).
     """
-    if not command:
-        raise BadInput("no command given: memctl run -- CMD [ARGS...]")
     try:
         child = subprocess.Popen(list(command), env=child_env(session, url))
     except FileNotFoundError:

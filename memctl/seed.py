@@ -25,9 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from . import core
-from .core import Memory
+from .core import Memory, fact_key
 from .ids import parse_ts
-from .inputs import Cleaned, clean_value, event_from_mapping
+from .inputs import Cleaned, event_from_mapping
 from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent, Status
 from .storage import Writer
 from .working import Message, WorkingMemory
@@ -154,26 +154,20 @@ class SemanticMemory:
         return self.add(text, key=key, tags=tags)
 
     def get(self, key: str) -> Fact | None:
-        return self.memory.store.get_fact(_lookup(key))
+        return self.memory.store.get_fact(fact_key(key))
 
     def list(self, *, tag: str | None = None, limit: int | None = None) -> list[Fact]:
         return self.memory.store.facts(tag=tag, limit=limit)
 
     def history(self, key: str) -> builtins.list[FactChange]:
-        return self.memory.store.fact_history(_lookup(key))
+        return self.memory.store.fact_history(fact_key(key))
 
     def search(self, query: str, limit: int = 10) -> builtins.list[Fact]:
         return self.memory.search_facts(query, limit=limit)
 
     def forget(self, key: str) -> bool:
         """Remove a fact for good; False if there was none."""
-        return self.memory.store.forget_fact(_lookup(key)) is not None
-
-
-def _lookup(key: str) -> str:
-    # Keys are stored normalised (NUL and lone surrogates replaced), so a
-    # lookup is too: the same key then finds the same fact on both backends.
-    return str(clean_value(key, "key"))
+        return self.memory.store.forget_fact(fact_key(key)) is not None
 
 
 class SessionStore:

@@ -21,11 +21,11 @@ from typing import Any
 from . import sqlite_copy, sqlite_facts, sqlite_maint, sqlite_search
 from .errors import (
     BadInput,
-    Conflict,
     FencedOut,
     SchemaTooNew,
     SessionNotFound,
     StorageUnavailable,
+    session_exists,
 )
 from .ids import new_id, new_ids, now_ts
 from .ledger import (
@@ -228,10 +228,7 @@ class SQLiteStore:
         now = now_ts()
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
-                raise Conflict(
-                    f"session {session_id} already exists; continue it with 'memctl resume "
-                    f"{session_id}' (or 'memctl run --resume {session_id} -- CMD')"
-                )
+                raise session_exists(session_id)
             conn.execute(
                 "INSERT INTO sessions (id, title, created_at, last_activity_at, metadata)"
                 " VALUES (?, ?, ?, ?, ?)",

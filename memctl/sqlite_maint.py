@@ -77,6 +77,8 @@ def check(conn: sqlite3.Connection) -> list[str]:
             if row[0] != "ok"
         ]
     except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:
+            raise  # locked or misused: not a finding about the file
         # Damage bad enough to stop the check itself (a broken schema page).
         return [f"integrity: {exc}; restore the file from a backup or copy"]
     if problems:
