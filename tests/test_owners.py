@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest
 
 from memctl.models import Owner, Status
 from memctl.owners import Identity, derive_status, owner_alive, process_start_time
-from tests.conftest import run_memctl
+from tests.conftest import run_memctl, wait_for
 
 SLEEPER = "import time; time.sleep(60)"
 
@@ -49,14 +49,6 @@ def _state(pid: int, task: int | None = None) -> str | None:
     return stat[stat.rfind(b")") + 1 :].split()[0].decode()
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
-
-
 @contextmanager
 def _child(*args: str) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
@@ -73,7 +65,7 @@ def _child(*args: str) -> Iterator[subprocess.Popen[str]]:
 def _kill_to_zombie(proc: subprocess.Popen[str]) -> None:
     """SIGKILL ``proc`` and return once it is a zombie, without reaping it."""
     os.kill(proc.pid, signal.SIGKILL)
-    _wait_for(lambda: _state(proc.pid) == "Z")
+    wait_for(lambda: _state(proc.pid) == "Z")
 
 
 def test_live_process_is_alive() -> None:
@@ -142,14 +134,14 @@ def test_process_whose_main_thread_exited_is_alive() -> None:
     """A process whose main thread exited shows state Z but is alive while a thread runs."""
     with _child("-c", LEADER_EXITS, str(SYS_EXIT)) as proc:
         owner = _owner_of(proc.pid)
-        _wait_for(lambda: _state(proc.pid) == "Z")
+        wait_for(lambda: _state(proc.pid) == "Z")
         assert any(
             _state(proc.pid, int(tid)) not in ("Z", "X")
             for tid in os.listdir(f"/proc/{proc.pid}/task")
         )
         assert _alive(owner)
         os.kill(proc.pid, signal.SIGKILL)
-        _wait_for(lambda: len(os.listdir(f"/proc/{proc.pid}/task")) == 1)
+        wait_for(lambda: len(os.listdir(f"/proc/{proc.pid}/task")) == 1)
         assert not _alive(owner)
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 import memctl
 from memctl.errors import BadInput
 from memctl.models import Status
-from tests.conftest import MEMCTL, run_memctl
+from tests.conftest import MEMCTL, run_memctl, wait_for
 
 KILLS = 200 if os.environ.get("MEMCTL_SOAK") else 50
 
@@ -36,14 +35,6 @@ RECORDER = textwrap.dedent(
             print(seq, flush=True)
     """
 )
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 def test_kill_loop_loses_nothing_acknowledged(db_url: str) -> None:
@@ -84,7 +75,7 @@ def test_live_owner_is_never_offered(db_url: str, tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(ready.exists)
+        wait_for(ready.exists)
         listed = run_memctl("--db", db_url, "recover", "--json")
         assert listed.returncode == 0
         assert "live" not in [s["id"] for s in json.loads(listed.stdout)]
@@ -274,7 +265,7 @@ def test_run_forwards_sigterm(db_url: str, tmp_path: Path) -> None:
         [MEMCTL, "--db", db_url, "run", "--id", "term", "--", sys.executable, "-c", agent],
         stderr=subprocess.DEVNULL,
     )
-    _wait_for(ready.exists)
+    wait_for(ready.exists)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 42
 
