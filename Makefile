@@ -41,7 +41,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
 soak: $(DEV_STAMP)
-	MEMCTL_SOAK=1 $(BIN)/python -m pytest -q tests/test_crash.py
+	MEMCTL_SOAK=1 $(BIN)/python -m pytest -q tests/test_recovery.py
 
 check: lint typecheck test
 

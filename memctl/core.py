@@ -13,9 +13,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .errors import AmbiguousSession, BadInput, SessionNotFound
+from .errors import AmbiguousSession, BadInput, MemoryClosed, SessionNotFound
 from .ids import new_id, parse_when
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import (
@@ -114,9 +114,17 @@ class Memory:
         self.close()
 
     def close(self) -> None:
+        """Stop the sessions' heartbeats and close the database; closing twice is harmless.
+
+        Any later use raises ``MemoryClosed``: the driver's own error would be
+        an obscure one on SQLite, and PostgreSQL would quietly connect again.
+        """
+        if isinstance(self.store, _Closed):
+            return
         for session in list(self._live):
             session.stop()
-        self.store.close()
+        store, self.store = self.store, cast(Store, _Closed())
+        store.close()
 
     # -- finding sessions ------------------------------------------------
     def resolve(self, ref: str | None = None, *, last: bool = False) -> str:
@@ -199,7 +207,7 @@ class Memory:
             clean_value(dict(metadata or {}), "metadata"),
             writer,
         )
-        return self._session(info.id, Writer(writer.identity, info.epoch))
+        return self._session(info.id, Writer(writer.identity, info.epoch), info.events)
 
     def writer_for(self, session_id: str) -> Writer:
         """How this process writes to ``session_id``.
@@ -210,9 +218,9 @@ class Memory:
         """
         return self._claims.get(session_id) or Writer(Identity.of(os.getpid()))
 
-    def _session(self, session_id: str, writer: Writer) -> Session:
+    def _session(self, session_id: str, writer: Writer, stored: int) -> Session:
         self._claims[session_id] = writer
-        session = Session(self, session_id, writer)
+        session = Session(self, session_id, writer, stored)
         if writer.identity.pid == os.getpid():
             session.keep_alive()
             self._live.add(session)
@@ -381,7 +389,7 @@ class Memory:
         claimed = Writer(writer.identity, info.epoch)
         if info.pending_tool_call is not None:
             self._answer_interrupted(session_id, claimed)
-        return self._session(info.id, claimed)
+        return self._session(info.id, claimed, info.events)
 
     def _answer_interrupted(self, session_id: str, writer: Writer) -> None:
         answers = [
@@ -417,7 +425,9 @@ class Memory:
                 "(use start() or resume() instead)"
             )
         restored = self.restore(session_id)
-        session = self._session(session_id, Writer(Identity.of(cli_owner_pid()), epoch))
+        session = self._session(
+            session_id, Writer(Identity.of(cli_owner_pid()), epoch), restored.session.events
+        )
         session.working = WorkingMemory.from_events(restored.messages)
         session.restored = restored
         return session
@@ -425,10 +435,16 @@ class Memory:
     def resume(
         self, session_id: str, *, force: bool = False, since_checkpoint: bool = False
     ) -> tuple[Session, WorkingMemory]:
-        """Claim a session for this process and rebuild its working memory."""
+        """Claim a session for this process and rebuild its working memory.
+
+        The working memory returned is also ``session.working``, so messages
+        the agent adds from here on land in the list it resumed with.
+        """
         session = self.claim(session_id, force=force)
         restored = self.restore(session_id, since_checkpoint=since_checkpoint)
-        return session, WorkingMemory.from_events(restored.messages)
+        session.working = WorkingMemory.from_events(restored.messages)
+        session.restored = restored
+        return session, session.working
 
 
 class Session:
@@ -437,11 +453,15 @@ class Session:
     Once another process claims the session, every write raises ``FencedOut``.
     """
 
-    def __init__(self, memory: Memory, session_id: str, writer: Writer) -> None:
+    def __init__(self, memory: Memory, session_id: str, writer: Writer, stored: int = 0) -> None:
         self.memory = memory
         self.id = session_id
         self.writer = writer
         self.working = WorkingMemory()
+        # The highest seq known to be stored: a seq at or below it, returned
+        # for a caller-chosen id, is an event stored before (a retried call),
+        # so it is not added to working memory twice.
+        self._stored = stored
         # Set when the session was brought back by resume or welcome_back.
         self.restored: Resumed | None = None
         self._stop = threading.Event()
@@ -482,9 +502,14 @@ class Session:
     def epoch(self) -> int:
         return self.writer.epoch or 0
 
-    def _append(self, data: JsonObject) -> int:
+    def _append(self, data: JsonObject) -> tuple[int, bool]:
+        """Store one event; its seq, and whether it is new (not a repeated id)."""
         event = event_from_mapping(data, Cleaned())
-        return self.memory.record(self.id, [event], self.writer)[0]
+        seq = self.memory.record(self.id, [event], self.writer)[0]
+        if seq <= self._stored:
+            return seq, False
+        self._stored = seq
+        return seq, True
 
     def add_message(
         self,
@@ -495,8 +520,12 @@ class Session:
         tool_call_id: str | None = None,
         id: str | None = None,
     ) -> int:
-        """Record a chat message; returns its seq. Durable when this returns."""
-        seq = self._append(
+        """Record a chat message; returns its seq. Durable when this returns.
+
+        With an ``id`` stored before (a retry), the first seq is returned and
+        working memory is left as it is.
+        """
+        seq, new = self._append(
             {
                 "role": role,
                 "content": content,
@@ -505,7 +534,8 @@ class Session:
                 "id": id,
             }
         )
-        self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id)
+        if new:
+            self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id)
         return seq
 
     def record(
@@ -517,7 +547,10 @@ class Session:
         id: str | None = None,
     ) -> int:
         """Record an episodic event of any type; returns its seq."""
-        return self._append({"type": event_type, "payload": payload, "content": content, "id": id})
+        seq, _ = self._append(
+            {"type": event_type, "payload": payload, "content": content, "id": id}
+        )
+        return seq
 
     def checkpoint(self, state: Any = None, note: str | None = None) -> Checkpoint:
         """Save agent state at the current seq; resume hands it back."""
@@ -538,6 +571,13 @@ class Session:
         """Give the session up: it will not be offered for recovery either."""
         self.stop()
         return self.memory.end(self.id, self.writer, abandon=True)
+
+
+class _Closed:
+    """The store of a closed Memory: any use raises MemoryClosed."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise MemoryClosed()
 
 
 def _when(text: str | None) -> str | None:

@@ -55,6 +55,10 @@ class SchemaTooNew(StorageUnavailable):
     """The database was written by a newer memctl; upgrade memctl to use it."""
 
 
+class MemoryClosed(MemctlError):
+    """This Memory was closed; open the database again with memctl.open()."""
+
+
 class Conflict(MemctlError):
     """Conflict with another process."""
 
