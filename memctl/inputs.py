@@ -112,21 +112,25 @@ def clean_value(value: Any, what: str) -> Any:
     return _clean_json(value, Cleaned(), 0, what)
 
 
-def _optional_str(data: JsonObject, key: str, cleaned: Cleaned) -> str | None:
+def _optional_str(data: JsonObject, key: str, cleaned: Cleaned | None) -> str | None:
+    """``data[key]``: absent, null or a string; cleaned unless ``cleaned`` is None (plain input)."""
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise BadInput(f"{key!r} must be a string, not {_json_type(value)}")
-    return clean_text(value, cleaned)
+    return value if cleaned is None else clean_text(value, cleaned)
 
 
-def _optional_object(data: JsonObject, key: str, cleaned: Cleaned) -> JsonObject | None:
+def _optional_object(data: JsonObject, key: str, cleaned: Cleaned | None) -> JsonObject | None:
+    """``data[key]``: absent, null or an object; walked and cleaned unless input is plain."""
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, dict):
         raise BadInput(f"{key!r} must be a JSON object, not {_json_type(value)}")
+    if cleaned is None:
+        return value
     result: JsonObject = _clean_json(value, cleaned, 1, key)
     return result
 
@@ -145,11 +149,22 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def event_from_mapping(data: Any, cleaned: Cleaned | None = None) -> NewEvent:
-    """Validate one event given as a mapping (a JSON line, or library arguments)."""
-    cleaned = cleaned if cleaned is not None else Cleaned()
+def event_from_mapping(
+    data: Any, cleaned: Cleaned | None = None, *, plain: bool = False
+) -> NewEvent:
+    """Validate one event given as a mapping (a JSON line, or library arguments).
+
+    ``plain`` says the values are known to need no cleaning (``_is_plain``):
+    no NUL or lone surrogate in any string, no nesting past ``MAX_DEPTH``, no
+    non-finite number; the checks of keys, types and sizes still run.
+    """
     if not isinstance(data, dict):
         raise BadInput(f"an event must be a JSON object, not {_json_type(data)}")
+    # None from here on means: take the values as they are.
+    if plain:
+        cleaned = None
+    elif cleaned is None:
+        cleaned = Cleaned()
     unknown = sorted(set(data) - EVENT_KEYS)
     if unknown:
         raise BadInput(
@@ -202,8 +217,31 @@ def _refuse_constant(name: str) -> Any:
     raise BadInput(f"{name} is not valid JSON")
 
 
+class _NotFinite(Exception):
+    """A number literal too large for a float (1e999 would read as infinity)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite
+    return value
+
+
 # One decoder for every line: json.loads with an option builds a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# It refuses non-finite numbers as it reads them, so a plain line (_is_plain)
+# needs no walk over its values afterwards.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _is_plain(line: bytes) -> bool:
+    """Whether a line that parsed (strictly, from UTF-8) needs no cleaning of its values.
+
+    Valid UTF-8 holds no lone surrogate, and strict JSON allows no raw control
+    character in a string, so a NUL or a surrogate can only come from a
+    ``\\u`` escape; nesting cannot go deeper than the line has brackets.
+    """
+    return b"\\u" not in line and line.count(b"{") + line.count(b"[") <= MAX_DEPTH
 
 
 def parse_json(text: str | bytes, what: str = "input") -> Any:
@@ -219,6 +257,8 @@ def parse_json(text: str | bytes, what: str = "input") -> Any:
         raise BadInput(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise BadInput(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
+    except _NotFinite:
+        raise BadInput(f"{what} contains NaN or Infinity, which JSON does not allow") from None
     except ValueError:
         # Python refuses integer literals longer than sys.get_int_max_str_digits().
         raise BadInput(f"{what} holds a number with too many digits") from None
@@ -228,7 +268,9 @@ def event_from_line(line: bytes | str, limit: int, cleaned: Cleaned | None = Non
     """Validate one JSON line of ``record``'s input."""
     if len(line) > limit:
         raise BadInput(f"event is larger than the limit of {limit} bytes (MEMCTL_MAX_EVENT_BYTES)")
-    return event_from_mapping(parse_json(line, "line"), cleaned)
+    data = parse_json(line, "line")
+    plain = isinstance(line, bytes) and _is_plain(line)
+    return event_from_mapping(data, cleaned, plain=plain)
 
 
 def check_size(event: NewEvent, limit: int) -> None:

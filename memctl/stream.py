@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import BadInput
 from .inputs import Cleaned, check_size, event_from_line, max_event_bytes
@@ -35,8 +35,7 @@ READ_SIZE = 1 << 16
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One input line: its 1-based number, and its bytes (None if it was too long)."""
 
     number: int
@@ -45,13 +44,12 @@ class Line:
 
 def read_batches(fd: int, limit: int) -> Iterator[list[Line]]:
     """Yield batches of complete lines from ``fd`` until end of input."""
-    buffer = bytearray()
+    partial = bytearray()  # the start of a line whose newline has not arrived
     skipping = False  # inside a line that is already over the limit
     number = 0
     batch: list[Line] = []
     batch_started = 0.0
-    eof = False
-    while not eof:
+    while True:
         if batch:
             waited = time.monotonic() - batch_started
             if waited >= MAX_BATCH_WAIT or len(batch) >= MAX_BATCH_LINES:
@@ -65,32 +63,42 @@ def read_batches(fd: int, limit: int) -> Iterator[list[Line]]:
                 continue
         chunk = os.read(fd, READ_SIZE)
         if not chunk:
-            eof = True
-            if buffer or skipping:
-                chunk = b"\n"  # a last line without a newline still counts
-            else:
-                break
-        start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            piece = chunk[start:] if newline < 0 else chunk[start:newline]
+            break
+        if len(batch) == 0:
+            batch_started = time.monotonic()
+        # One split per chunk: every piece but the last is a whole line (the
+        # first one continued from earlier chunks), the last is unfinished.
+        pieces = chunk.split(b"\n")
+        if len(pieces) == 1:  # no newline: the line goes on
             if not skipping:
-                buffer += piece
-                if len(buffer) > limit:
+                partial += chunk
+                if len(partial) > limit:
                     skipping = True
-                    buffer.clear()
-            if newline < 0:
-                break
+                    partial.clear()
+            continue
+        last = pieces.pop()
+        if partial:
+            pieces[0] = bytes(partial + pieces[0])
+            partial.clear()
+        for piece in pieces:
             number += 1
-            if skipping:
+            if skipping or len(piece) > limit:
                 batch.append(Line(number, None))
-            elif buffer.strip():
-                batch.append(Line(number, bytes(buffer)))
-            buffer.clear()
-            skipping = False
-            if len(batch) == 1:
+                skipping = False
+            elif piece and not piece.isspace():
+                batch.append(Line(number, piece))
+            if len(batch) >= MAX_BATCH_LINES:  # a burst of short lines
+                yield batch
+                batch = []
                 batch_started = time.monotonic()
-            start = newline + 1
+        if len(last) > limit:
+            skipping = True
+        else:
+            partial += last
+    if skipping:
+        batch.append(Line(number + 1, None))
+    elif partial and not partial.isspace():
+        batch.append(Line(number + 1, bytes(partial)))  # a last line without a newline
     if batch:
         yield batch
 

@@ -1,0 +1,129 @@
+"""``record``'s line reader: every line numbered and kept, however the input is chunked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memctl import stream
+from memctl.errors import BadInput
+from memctl.inputs import Cleaned, event_from_line, event_from_mapping
+
+
+def expected(data: bytes, limit: int) -> list[tuple[int, bytes | None]]:
+    """Numbered non-blank lines; one over ``limit`` bytes as None; a last line may lack its newline."""
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()  # data ended with a newline (or was empty)
+    return [
+        (number, None if len(piece) > limit else piece)
+        for number, piece in enumerate(pieces, 1)
+        if len(piece) > limit or piece.strip()
+    ]
+
+
+def read_all(path: Path, limit: int) -> list[tuple[int, bytes | None]]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [
+            (line.number, line.data) for batch in stream.read_batches(fd, limit) for line in batch
+        ]
+    finally:
+        os.close(fd)
+
+
+line = st.one_of(
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),
+    st.sampled_from([b"", b" ", b"\t\r", b"{}"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(line, max_size=40),
+    end_newline=st.booleans(),
+    read_size=st.integers(1, 40),
+    limit=st.integers(1, 25),
+)
+def test_lines_survive_any_chunking(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    end_newline: bool,
+    read_size: int,
+    limit: int,
+) -> None:
+    """Reads of any size give the same numbered lines, long ones as None, blank ones skipped."""
+    data = b"\n".join(lines) + (b"\n" if end_newline and lines else b"")
+    path = tmp_path_factory.mktemp("stream") / "input.jsonl"
+    path.write_bytes(data)
+    saved = stream.READ_SIZE
+    stream.READ_SIZE = read_size
+    try:
+        assert read_all(path, limit) == expected(data, limit)
+    finally:
+        stream.READ_SIZE = saved
+
+
+def test_batches_stop_at_the_line_limit_between_reads(tmp_path: Path) -> None:
+    """A burst of input is cut into batches of at most MAX_BATCH_LINES, in order."""
+    count = 3 * stream.MAX_BATCH_LINES + 7
+    path = tmp_path / "input.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(count)))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        batches = list(stream.read_batches(fd, 1 << 20))
+    finally:
+        os.close(fd)
+    assert [line.number for batch in batches for line in batch] == list(range(1, count + 1))
+    assert len(batches) > 1
+    assert all(len(batch) <= stream.MAX_BATCH_LINES for batch in batches)
+
+
+json_text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=12)
+json_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=json_text,
+    arguments=st.dictionaries(json_text, json_value, max_size=4),
+    payload=st.none() | st.dictionaries(json_text, json_value, max_size=4),
+    ascii_only=st.booleans(),
+)
+def test_a_line_validates_as_its_mapping_does(
+    content: str, arguments: dict[str, object], payload: dict[str, object] | None, ascii_only: bool
+) -> None:
+    """Lines that skip the walk over their values (no \\u escape) give what the walk gives."""
+    event = {
+        "role": "assistant",
+        "content": content,
+        "tool_call": {"id": "c1", "name": "run", "arguments": arguments},
+        "payload": payload,
+    }
+    text = json.dumps(event, ensure_ascii=ascii_only)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogatepass")  # a lone surrogate, raw: invalid UTF-8
+    from_mapping = from_line = None
+    with contextlib.suppress(BadInput):
+        from_mapping = event_from_mapping(json.loads(text), Cleaned())
+    with contextlib.suppress(BadInput):
+        from_line = event_from_line(data, 1 << 20, Cleaned())
+    if b"\xed" in data and from_line is None:
+        return  # invalid UTF-8 is refused as a line, before any mapping
+    assert from_line == from_mapping
