@@ -17,7 +17,7 @@ from .models import Event, Fact, Resumed, SessionInfo, Status
 from .text import counted, one_line, sanitize, tool_call_label
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
     from rich.text import Text
 
     from .search import SearchHit
@@ -218,8 +218,35 @@ def rich_resumed(restored: Resumed) -> RenderableType:
     return Group(*parts)
 
 
-def rich_facts(facts: list[Fact]) -> RenderableType:
-    """The ``fact list`` table."""
+# Below this width the fact table has no room for the text beside the id,
+# key and tags, so each fact is printed as a block instead.
+FACT_TABLE_WIDTH = 90
+
+
+class _FactList:
+    """The ``fact list`` output, laid out for the width it is printed at."""
+
+    def __init__(self, facts: list[Fact]) -> None:
+        self.facts = facts
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= FACT_TABLE_WIDTH:
+            yield _fact_table(self.facts)
+            return
+        from rich.padding import Padding
+        from rich.text import Text
+
+        for fact in self.facts:
+            heading = Text(one_line(fact.key or fact.id, 60), style="bold")
+            if fact.tags:
+                heading.append(f"  {one_line(','.join(fact.tags), 60)}", style="cyan")
+            yield heading
+            yield Padding(Text(sanitize(fact.text)), (0, 0, 0, 2), expand=False)
+            if fact.key:
+                yield Padding(Text(fact.id, style="dim"), (0, 0, 0, 2), expand=False)
+
+
+def _fact_table(facts: list[Fact]) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
@@ -227,7 +254,7 @@ def rich_facts(facts: list[Fact]) -> RenderableType:
     table.add_column("FACT", no_wrap=True)
     table.add_column("KEY", no_wrap=True, max_width=30, overflow="ellipsis")
     table.add_column("TAGS", max_width=20, overflow="ellipsis")
-    table.add_column("TEXT", ratio=1)
+    table.add_column("TEXT", ratio=1, min_width=30)
     for fact in facts:
         table.add_row(
             Text(fact.id, style="bold"),
@@ -236,6 +263,11 @@ def rich_facts(facts: list[Fact]) -> RenderableType:
             Text(sanitize(fact.text)),
         )
     return table
+
+
+def rich_facts(facts: list[Fact]) -> RenderableType:
+    """The ``fact list`` output: a table, or a block a fact on a narrow terminal."""
+    return _FactList(facts)
 
 
 def hit_text(snippet: str) -> Text:

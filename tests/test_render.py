@@ -16,7 +16,7 @@ from rich.console import Console, RenderableType
 
 from memctl import render
 from memctl.ids import format_ts
-from memctl.models import Checkpoint, Event, LastMessage, Resumed, SessionInfo, Status
+from memctl.models import Checkpoint, Event, Fact, LastMessage, Resumed, SessionInfo, Status
 from memctl.search import MARK_END, MARK_START, SearchHit
 from memctl.text import dumps, one_line, sanitize
 from tests.conftest import MEMCTL, run_memctl
@@ -275,3 +275,28 @@ def test_show_on_a_terminal_is_inert(tmp_path: Path) -> None:
     for obeyed in ("\x1b[2J", "\x1b]0;", "\x07", "\x9b", "\u202e", "\u2066", "\u2028"):
         assert obeyed not in out
     assert MARKUP in out
+
+
+def fact(key: str | None, text: str, tags: list[str]) -> Fact:
+    return Fact(f"f_{key or 'nokey'}", key, text, tags, None, None, TS, TS)
+
+
+@pytest.mark.parametrize("width", [40, 60, 89])
+def test_fact_list_keeps_the_text_whole_on_a_narrow_terminal(width: int) -> None:
+    """Under FACT_TABLE_WIDTH each fact is a block: key, tags, all its text, its id."""
+    text = "The billing service retries 3 times before giving up and paging someone"
+    facts = [fact("billing.retries", text, ["billing"]), fact(None, "no key " + EVIL, [])]
+    out = to_text(render.rich_facts(facts), width=width)
+    assert " ".join(out.split()).count(text) == 1
+    assert "billing.retries  billing" in out
+    assert "f_billing.retries" in out and "f_nokey" in out
+    assert max(len(line) for line in out.splitlines()) <= width
+    assert_inert(out)
+
+
+def test_fact_list_is_a_table_on_a_wide_terminal() -> None:
+    """From FACT_TABLE_WIDTH up the facts are a table with the text beside them."""
+    out = to_text(render.rich_facts([fact("deploy.window", "Tuesdays " + EVIL, ["ops"])]), 120)
+    assert out.split()[:4] == ["FACT", "KEY", "TAGS", "TEXT"]
+    assert "f_deploy.window  deploy.window" in out
+    assert_inert(out)
