@@ -181,6 +181,8 @@ class PgConnector:
                 if preparing and unprepared_retry and refused_prepared(exc):
                     unprepared_retry, outcome = False, "unprepared"
                     self._stop_preparing(used)
+            except psycopg.errors.LockNotAvailable as exc:
+                failure, outcome = one_line(str(exc), self._target.secrets), "locked"
             except psycopg.DataError as exc:
                 # Values PostgreSQL cannot hold (a NUL character) that the
                 # input layer normally replaces before they get here.
@@ -200,6 +202,11 @@ class PgConnector:
         # Raised here, outside the except blocks, so no driver exception is chained.
         if outcome == "bad":
             raise BadInput(f"cannot store this value: {failure}")
+        if outcome == "locked":
+            raise StorageUnavailable(
+                f"gave up waiting for a lock on {self._location} ({failure}): another "
+                "connection holds the session (a stopped or hung process?); try again"
+            )
         if outcome == "unreachable":
             raise StorageUnavailable(f"cannot connect to {self._location}: {failure}")
         if outcome == "error":

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import memctl
 
 AGENT = str(Path(__file__).resolve().parent.parent / "examples" / "agent.py")
@@ -73,18 +75,43 @@ def test_agent_killed_mid_run_finishes_after_restart(db_url: str) -> None:
         assert mem.get(session.id).status.value == "ended"
 
 
-def test_paused_agent_is_fenced_after_a_takeover(db_url: str) -> None:
+def _take_over_stopped(
+    mem: memctl.Memory, agent: subprocess.Popen[str], session_id: str
+) -> memctl.Session:
+    """Stop the agent and claim its session, where the stop left no transaction open.
+
+    A SIGSTOP can land inside one of the agent's transactions; the claim then
+    waits for its lock until the (shortened) lock timeout, and the agent is
+    let go for a moment and stopped again.
+    """
+    for _ in range(50):
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            taker, _ = mem.resume(session_id, force=True)
+            return taker
+        except memctl.StorageUnavailable:
+            agent.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+    raise AssertionError("the agent was always inside a transaction when stopped")
+
+
+def test_paused_agent_is_fenced_after_a_takeover(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stopped agent whose session was taken over writes nothing more and exits 6."""
+    from memctl import postgres, sqlite
+
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 1.0)
     agent = _run(db_url, "1")
     deadline = time.monotonic() + 60
     with memctl.open(db_url) as mem:
         while not (mem.sessions() and mem.sessions()[0].messages >= 2):
             assert time.monotonic() < deadline, "the agent never got going"
             time.sleep(0.05)
-        agent.send_signal(signal.SIGSTOP)
+        (session,) = mem.sessions()
         try:
-            (session,) = mem.sessions()
-            taker, _ = mem.resume(session.id, force=True)
+            taker = _take_over_stopped(mem, agent, session.id)
             taker.add_message("user", "the new owner speaks")
             before = [(e.seq, e.content) for e in mem.events(session.id)]
         finally:

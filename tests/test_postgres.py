@@ -707,3 +707,42 @@ def _wait_for_lock_wait(name: str, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.02)
     raise AssertionError("the append never waited for the row lock")
+
+
+@pytest.mark.parametrize("action", ["resume", "end"])
+def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """A claim or end waits a bounded time for a row lock a stuck process holds, then exit 5."""
+    import psycopg
+
+    import memctl
+    from memctl import postgres
+
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_SECONDS", 0.5)
+    with memctl.open(pg_schema_url) as mem:
+        session = mem.start()
+        session.stop()
+        raised: list[BaseException] = []
+
+        def take_over() -> None:
+            try:
+                if action == "resume":
+                    mem.resume(session.id, force=True)
+                else:
+                    mem.end(session.id)
+            except BaseException as exc:
+                raised.append(exc)
+
+        with psycopg.connect(pg_schema_url) as holder:  # a transaction left open, as by SIGSTOP
+            holder.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (session.id,))
+            worker = threading.Thread(target=take_over)
+            worker.start()
+            worker.join(timeout=10)
+            gave_up = not worker.is_alive()
+        worker.join()  # the holder's transaction ended with its connection
+        assert gave_up, f"{action} still waiting for the lock after 10 s"
+        assert len(raised) == 1 and isinstance(raised[0], StorageUnavailable), raised
+        assert "gave up waiting for a lock" in str(raised[0])
+        # Once the holder has let go, the same call works.
+        mem.resume(session.id, force=True)[0].end()
