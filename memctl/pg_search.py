@@ -32,8 +32,10 @@ what matched.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -72,6 +74,12 @@ MAX_POSITION = 16383
 _AT = [f"':{position} '" for position in range(1, 1025)]
 # At most 4 bytes a character: a word this long or shorter is within the limit.
 _SURELY_SHORT = MAX_LEXEME_BYTES // 4
+# A tsvector holds at most 1 MiB - 1 of text: the server counts every
+# occurrence's bytes as it parses the literal, and each distinct lexeme's
+# bytes, padding and positions (2 bytes each) in the result. Counting
+# ``bytes + 5`` per occurrence bounds both; the rest of a longer text is left
+# out of the index (measured: 150,000 distinct numbers, 790 kB, were refused).
+VECTOR_BUDGET = 1_000_000
 
 # What check() tells a person to run; the command line owns the wording.
 REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
@@ -108,6 +116,10 @@ def vector_text(words: list[str], *, may_be_long: bool = True) -> str:
     count = len(words)
     if not count:
         return ""
+    # Four bytes a character at most: only a long text needs its bytes counted.
+    if 4 * sum(map(len, words)) + 5 * count > VECTOR_BUDGET:
+        words = _within_budget(words)
+        count = len(words)
     if may_be_long and max(map(len, words)) > _SURELY_SHORT:
         return " ".join(
             f"'{word}':{min(position, MAX_POSITION)}"
@@ -125,6 +137,14 @@ def vector_text(words: list[str], *, may_be_long: bool = True) -> str:
     parts[::2] = words
     parts[1::2] = at
     return "'" + "".join(parts)[:-2]
+
+
+def _within_budget(words: list[str]) -> list[str]:
+    """The first of ``words`` that fit a tsvector (``VECTOR_BUDGET``)."""
+    # A word too long to be a lexeme is left out anyway and costs nothing.
+    sizes = (len(word.encode("utf-8")) for word in words)
+    costs = accumulate(size + 5 if size <= MAX_LEXEME_BYTES else 0 for size in sizes)
+    return words[: bisect_right(list(costs), VECTOR_BUDGET)]
 
 
 def event_vector(

@@ -404,3 +404,39 @@ def test_overlong_fact_key_or_tag_is_bad_input_on_both_backends(db_url: str) -> 
             mem.add_fact("text", tags=["t" * (MAX_KEY_LENGTH + 1)])
         longest = "é" * MAX_KEY_LENGTH
         assert mem.add_fact("text", key=longest, tags=[longest]).key == longest
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ",".join(str(n) for n in range(200_000))[:800_000],  # many short distinct words
+        "w " * 400_000,  # one word, many times
+    ],
+    ids=["distinct", "repeated"],
+)
+def test_event_with_a_large_vocabulary_is_stored_and_found(db_url: str, text: str) -> None:
+    """An event under the size limit whose words overflow a tsvector is stored whole, and found."""
+    with memctl.open(db_url) as mem:
+        session = mem.start()
+        session.add_message("tool", text)
+        assert mem.events(session.id)[0].content == text
+        if text.startswith("0,"):
+            # (Not for the repeated word: FTS5's snippet() takes minutes over 400,000 hits.)
+            assert [h.session for h in mem.search("0")] == [session.id]
+        fact = mem.add_fact("w " * 2_500_000)
+        assert mem.store.get_fact(fact.id) is not None
+
+
+def test_vector_text_fits_a_tsvector_whatever_the_words(pg_schema_url: str) -> None:
+    """Past VECTOR_BUDGET the rest of the words are left out, so the server accepts the vector."""
+    with psycopg.connect(pg_schema_url) as conn:
+        for words in (
+            [str(n) for n in range(200_000)],
+            ["ab"] * 600_000,
+            ["é" * 500] * 3_000,
+            ["x" * 3_000] * 1_000 + ["kept"],  # unindexable words use none of the budget
+        ):
+            literal = vector_text(words)
+            row = conn.execute("SELECT length(%s::tsvector)", (literal,)).fetchone()
+            assert row is not None and row[0] >= 1
+        assert "'kept':1001" in vector_text(["x" * 3_000] * 1_000 + ["kept"])
