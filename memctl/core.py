@@ -174,7 +174,7 @@ class Memory:
             except ValueError:
                 choices = ", ".join(s.value for s in Status)
                 raise BadInput(f"status must be one of {choices}, not {status!r}") from None
-        return self.store.sessions(status=status, since=_when(since), limit=limit)
+        return self.store.sessions(status=status, since=_when(since), limit=_count(limit, "limit"))
 
     def incomplete(self, limit: int | None = None) -> list[SessionInfo]:
         """Sessions left unfinished by a process that is gone, newest first."""
@@ -184,7 +184,7 @@ class Memory:
         self, session_id: str, *, after_seq: int = 0, tail: int | None = None
     ) -> list[Event]:
         self.get(session_id)
-        return self.store.events(session_id, after_seq=after_seq, tail=tail)
+        return self.store.events(session_id, after_seq=after_seq, tail=_count(tail, "tail"))
 
     # -- writing -----------------------------------------------------------
     def start(
@@ -200,9 +200,11 @@ class Memory:
         When this process is the owner, a background thread keeps the lease
         alive until the session ends or the process exits.
         """
+        if title is not None and not isinstance(title, str):
+            raise BadInput(f"title must be a string, not {type(title).__name__}")
         writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
         info = self.store.create_session(
-            check_session_id(session_id) if session_id else new_id("s"),
+            check_session_id(session_id) if session_id is not None else new_id("s"),
             clean_value(title, "title") if title else title,
             clean_value(dict(metadata or {}), "metadata"),
             writer,
@@ -241,6 +243,8 @@ class Memory:
     ) -> Checkpoint:
         self.get(session_id)
         state = clean_value(state, "state")
+        if note is not None and not isinstance(note, str):
+            raise BadInput(f"note must be a string, not {type(note).__name__}")
         if note is not None:
             note = clean_value(note, "note")
         return self.store.checkpoint(session_id, state, note, writer)
@@ -275,6 +279,8 @@ class Memory:
         if tags is None:
             current = self.store.get_fact(key) if key is not None else None
             tags = current.tags if current is not None and current.key == key else ()
+        if isinstance(tags, str) or any(not isinstance(tag, str) for tag in tags):
+            raise BadInput("tags must be a list of strings (tags=['billing'], not tags='billing')")
         tags = [str(clean_value(tag, "tag")) for tag in tags]
         if any(not tag.strip() for tag in tags):
             raise BadInput("a tag cannot be empty")
@@ -571,6 +577,13 @@ class Session:
         """Give the session up: it will not be offered for recovery either."""
         self.stop()
         return self.memory.end(self.id, self.writer, abandon=True)
+
+
+def _count(value: int | None, name: str) -> int | None:
+    """A limit or tail given to the library: None, or a whole number of at least 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise BadInput(f"{name} must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 class _Closed:

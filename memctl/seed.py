@@ -77,6 +77,8 @@ def episode_to_new_event(
 ) -> NewEvent:
     """Translate a seed-style episode into a validated memctl event."""
     payload = dict(payload or {})
+    if ts is not None and ts.tzinfo is None:
+        ts = ts.astimezone()  # a naive time is local time, as Python reads it
     data: dict[str, Any] = {"id": id, "ts": ts.isoformat() if ts else None}
     role = event_type[len(MESSAGE_PREFIX) :] if event_type.startswith(MESSAGE_PREFIX) else None
     if role in ROLES:

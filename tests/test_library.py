@@ -59,3 +59,43 @@ def test_closed_memory_says_so(db_url: str) -> None:
         session.add_message("user", "after close")
     with memctl.open(db_url) as again:
         assert [e.content for e in again.events(session.id)] == ["kept"]
+
+
+def test_wrong_argument_types_are_bad_input(memory: Memory) -> None:
+    """Values the driver would choke on are BadInput, the same on both backends."""
+    session = memory.start()
+    session.add_message("user", "one")
+    for call in (
+        lambda: memory.start(title={"a": 1}),  # type: ignore[arg-type]
+        lambda: memory.start(session_id=""),
+        lambda: session.checkpoint(note={"a": 1}),  # type: ignore[arg-type]
+        lambda: memory.sessions(limit=0),
+        lambda: memory.sessions(limit=-1),
+        lambda: memory.events(session.id, tail=-1),
+        lambda: memory.add_fact("text", tags="billing"),
+    ):
+        with pytest.raises(memctl.BadInput):
+            call()
+    assert [e.content for e in memory.events(session.id, tail=1)] == ["one"]
+
+
+def test_naive_episode_time_is_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A naive datetime in an EpisodeEvent is read as local time, as Python reads it."""
+    import time
+    from datetime import datetime, timezone
+
+    from memctl.seed import episode_to_new_event
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        naive = datetime(2026, 1, 2, 3, 4, 5)
+        event = episode_to_new_event("session_user", {"content": "x"}, ts=naive)
+        assert event.ts == "2026-01-02T08:04:05.000000Z"
+        aware = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        assert episode_to_new_event("session_user", {"content": "x"}, ts=aware).ts == (
+            "2026-01-02T03:04:05.000000Z"
+        )
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
