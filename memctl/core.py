@@ -541,7 +541,7 @@ class Session:
             }
         )
         if new:
-            self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id)
+            self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id, seq=seq)
         return seq
 
     def record(

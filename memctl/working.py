@@ -77,8 +77,10 @@ class WorkingMemory:
         tool_call: JsonObject | None = None,
         *,
         tool_call_id: str | None = None,
+        seq: int | None = None,
     ) -> Message:
-        message = Message(role, content, tool_call, tool_call_id)
+        """Append a message; ``seq`` when it is stored already (the seed's save skips those)."""
+        message = Message(role, content, tool_call, tool_call_id, seq)
         self.messages.append(message)
         return message
 

@@ -99,3 +99,27 @@ def test_naive_episode_time_is_local_time(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_session_messages_in_working_carry_their_seq(db_url: str) -> None:
+    """Messages a Session stored are not stored again by the seed's save, and keep one call id."""
+    from memctl.seed import EpisodicMemory, PersistentMemorySystem, SemanticMemory, SessionStore
+
+    with memctl.open(db_url) as mem:
+        session = mem.start(session_id="mix-1")
+        system = PersistentMemorySystem(
+            session.working, EpisodicMemory(mem), SemanticMemory(mem), SessionStore(mem)
+        )
+        session.add_message("user", "hello")
+        session.add_message("assistant", "", tool_call={"name": "ls", "arguments": {}})
+        system.save_session("mix-1")
+        assert [e.seq for e in mem.events("mix-1")] == [1, 2]
+        live = session.working.to_openai()[1]["tool_calls"][0]["id"]
+        resumed = mem.restore("mix-1").messages
+        from memctl.working import WorkingMemory
+
+        assert (
+            live
+            == "call_2"
+            == WorkingMemory.from_events(resumed).to_openai()[1]["tool_calls"][0]["id"]
+        )
