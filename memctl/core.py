@@ -243,9 +243,9 @@ class Memory:
     ) -> Checkpoint:
         self.get(session_id)
         state = clean_value(state, "state")
-        if note is not None and not isinstance(note, str):
-            raise BadInput(f"note must be a string, not {type(note).__name__}")
         if note is not None:
+            if not isinstance(note, str):
+                raise BadInput(f"note must be a string, not {type(note).__name__}")
             note = clean_value(note, "note")
         return self.store.checkpoint(session_id, state, note, writer)
 
@@ -468,6 +468,9 @@ class Session:
         # for a caller-chosen id, is an event stored before (a retried call),
         # so it is not added to working memory twice.
         self._stored = stored
+        # Held from the append to the working-memory update, so threads that
+        # share this Session cannot take each other's new seq for a repeat.
+        self._write_lock = threading.Lock()
         # Set when the session was brought back by resume or welcome_back.
         self.restored: Resumed | None = None
         self._stop = threading.Event()
@@ -531,17 +534,19 @@ class Session:
         With an ``id`` stored before (a retry), the first seq is returned and
         working memory is left as it is.
         """
-        seq, new = self._append(
-            {
-                "role": role,
-                "content": content,
-                "tool_call": tool_call,
-                "tool_call_id": tool_call_id,
-                "id": id,
-            }
-        )
-        if new:
-            self.working.add_message(role, content, tool_call, tool_call_id=tool_call_id, seq=seq)
+        data = {
+            "role": role,
+            "content": content,
+            "tool_call": tool_call,
+            "tool_call_id": tool_call_id,
+            "id": id,
+        }
+        with self._write_lock:
+            seq, new = self._append(data)
+            if new:
+                self.working.add_message(
+                    role, content, tool_call, tool_call_id=tool_call_id, seq=seq
+                )
         return seq
 
     def record(
@@ -553,9 +558,10 @@ class Session:
         id: str | None = None,
     ) -> int:
         """Record an episodic event of any type; returns its seq."""
-        seq, _ = self._append(
-            {"type": event_type, "payload": payload, "content": content, "id": id}
-        )
+        with self._write_lock:
+            seq, _ = self._append(
+                {"type": event_type, "payload": payload, "content": content, "id": id}
+            )
         return seq
 
     def checkpoint(self, state: Any = None, note: str | None = None) -> Checkpoint:

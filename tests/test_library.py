@@ -62,7 +62,10 @@ def test_closed_memory_says_so(db_url: str) -> None:
 
 
 def test_wrong_argument_types_are_bad_input(memory: Memory) -> None:
-    """Values the driver would choke on are BadInput, the same on both backends."""
+    """Values the driver would choke on are BadInput, the same on both backends.
+
+    The ignores mark arguments that are wrong on purpose: untyped callers pass them.
+    """
     session = memory.start()
     session.add_message("user", "one")
     for call in (
