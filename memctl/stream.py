@@ -30,7 +30,14 @@ if TYPE_CHECKING:
 # How long a batch may wait for more lines once it has one. Well under the
 # 100 ms durability promise, long enough to gather a burst.
 MAX_BATCH_WAIT = 0.02
-MAX_BATCH_LINES = 1000
+# How much of a burst goes in one transaction. Only a bulk import fills a
+# batch; there each one costs a few round trips and a commit, so larger is
+# faster: 100,000 lines into PostgreSQL took 3.07 s in batches of 1,000,
+# 2.88 s of 2,000 and 2.70 s of 4,000 (medians of 4 alternating runs).
+# The byte limit keeps the batches in memory (three at most: one being
+# read, one waiting, one being stored) small whatever the lines' size.
+MAX_BATCH_LINES = 4000
+MAX_BATCH_BYTES = 8 << 20
 READ_SIZE = 1 << 16
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -49,17 +56,18 @@ def read_batches(fd: int, limit: int) -> Iterator[list[Line]]:
     number = 0
     batch: list[Line] = []
     batch_started = 0.0
+    size = 0  # the batch's bytes
     while True:
         if batch:
             waited = time.monotonic() - batch_started
             if waited >= MAX_BATCH_WAIT or len(batch) >= MAX_BATCH_LINES:
                 yield batch
-                batch = []
+                batch, size = [], 0
                 continue
             ready, _, _ = select.select([fd], [], [], 0)
             if not ready:
                 yield batch
-                batch = []
+                batch, size = [], 0
                 continue
         chunk = os.read(fd, READ_SIZE)
         if not chunk:
@@ -87,9 +95,10 @@ def read_batches(fd: int, limit: int) -> Iterator[list[Line]]:
                 skipping = False
             elif piece and not piece.isspace():
                 batch.append(Line(number, piece))
-            if len(batch) >= MAX_BATCH_LINES:  # a burst of short lines
+                size += len(piece)
+            if len(batch) >= MAX_BATCH_LINES or size >= MAX_BATCH_BYTES:  # a burst
                 yield batch
-                batch = []
+                batch, size = [], 0
                 batch_started = time.monotonic()
         if len(last) > limit:
             skipping = True

@@ -85,6 +85,26 @@ def test_batches_stop_at_the_line_limit_between_reads(tmp_path: Path) -> None:
     assert all(len(batch) <= stream.MAX_BATCH_LINES for batch in batches)
 
 
+def test_batches_stop_at_the_byte_limit(tmp_path: Path) -> None:
+    """Large lines are cut into batches of about MAX_BATCH_BYTES, so memory stays bounded."""
+    text = b'{"content": "' + b"x" * 99_970 + b'"}\n'
+    count = 3 * stream.MAX_BATCH_BYTES // len(text) + 5
+    path = tmp_path / "input.jsonl"
+    path.write_bytes(text * count)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        batches = list(stream.read_batches(fd, 1 << 20))
+    finally:
+        os.close(fd)
+    assert [line.number for batch in batches for line in batch] == list(range(1, count + 1))
+    assert len(batches) >= 3
+    # A batch closes on the line that reaches the limit.
+    assert all(
+        sum(len(line.data or b"") for line in batch) < stream.MAX_BATCH_BYTES + len(text)
+        for batch in batches
+    )
+
+
 json_text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=12)
 json_value = st.recursive(
     st.none()
