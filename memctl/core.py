@@ -33,7 +33,7 @@ from .storage import Progress, SearchFilters, Store, Writer, open_store
 
 if TYPE_CHECKING:
     from .search import SearchHit
-from .working import WorkingMemory
+from .working import WorkingMemory, call_id
 
 MIN_PREFIX = 4
 MAX_SESSION_ID = 200
@@ -56,13 +56,17 @@ def check_session_id(session_id: str) -> str:
 
 
 def unanswered_tool_calls(events: list[Event]) -> list[str]:
-    """Ids of tool calls in ``events`` that no later ``tool`` message answers, in order."""
+    """Ids of tool calls in ``events`` that no later ``tool`` message answers, in order.
+
+    A call recorded without an id goes by ``call_<seq>`` (``working.call_id``),
+    as in ``resume --format openai``, so it is answered under that id.
+    """
     pending: dict[str, None] = {}
     for event in events:
         if event.type != "message":
             continue
-        if event.role == "assistant" and event.tool_call and event.tool_call.get("id"):
-            pending[str(event.tool_call["id"])] = None
+        if event.role == "assistant" and event.tool_call:
+            pending[call_id(event.tool_call, event.seq)] = None
         elif event.role == "tool" and event.tool_call_id:
             pending.pop(event.tool_call_id, None)
     return list(pending)
@@ -350,9 +354,7 @@ class Memory:
         refuses.
         """
         called = {
-            str(m.tool_call["id"])
-            for m in messages
-            if m.role == "assistant" and m.tool_call and m.tool_call.get("id")
+            call_id(m.tool_call, m.seq) for m in messages if m.role == "assistant" and m.tool_call
         }
         orphans = {
             m.tool_call_id
@@ -370,7 +372,7 @@ class Memory:
             if m.seq <= after
             and m.role == "assistant"
             and m.tool_call
-            and str(m.tool_call.get("id")) in orphans
+            and call_id(m.tool_call, m.seq) in orphans
         ]
         if not starts:
             return messages  # the call is further back than memctl looks
@@ -393,8 +395,9 @@ class Memory:
         writer = Writer(Identity.of(owner_pid if owner_pid is not None else os.getpid()))
         info = self.store.claim(session_id, writer, force=force, expected_epoch=expected_epoch)
         claimed = Writer(writer.identity, info.epoch)
-        if info.pending_tool_call is not None:
-            self._answer_interrupted(session_id, claimed)
+        # Not only when the summary shows a pending call: it tracks the last
+        # call alone, and an earlier one can be unanswered too.
+        self._answer_interrupted(session_id, claimed)
         return self._session(info.id, claimed, info.events)
 
     def _answer_interrupted(self, session_id: str, writer: Writer) -> None:

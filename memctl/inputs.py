@@ -191,6 +191,16 @@ def event_from_mapping(
         call_id = tool_call.get("id")
         if call_id is not None and not isinstance(call_id, str):
             raise BadInput("'tool_call.id' must be a string")
+    tool_call_id = _optional_str(data, "tool_call_id", cleaned)
+    if event_type == "message":
+        # What a chat API accepts back (resume --format openai): calls ride on
+        # assistant messages, and a tool message names the call it answers.
+        if tool_call is not None and role != "assistant":
+            raise BadInput(f"'tool_call' belongs on an assistant message, not a {role} message")
+        if role == "tool" and not tool_call_id:
+            raise BadInput("a tool message needs the 'tool_call_id' of the call it answers")
+        if tool_call_id is not None and role != "tool":
+            raise BadInput(f"'tool_call_id' belongs on a tool message, not a {role} message")
     event_id = _optional_str(data, "id", cleaned)
     if event_id is not None and not 0 < len(event_id) <= MAX_ID_LENGTH:
         raise BadInput(f"'id' must be 1 to {MAX_ID_LENGTH} characters")
@@ -206,7 +216,7 @@ def event_from_mapping(
         role=role,
         content=_optional_str(data, "content", cleaned),
         tool_call=tool_call,
-        tool_call_id=_optional_str(data, "tool_call_id", cleaned),
+        tool_call_id=tool_call_id,
         payload=_optional_object(data, "payload", cleaned),
         id=event_id,
         ts=ts,

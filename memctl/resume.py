@@ -19,15 +19,12 @@ def openai_messages(restored: Resumed) -> list[dict[str, object]]:
     """
     from .core import INTERRUPTED_RESULT, unanswered_tool_calls
 
-    messages: list[dict[str, object]] = list(
-        WorkingMemory.from_events(restored.messages).to_openai()
-    )
+    working = WorkingMemory.from_events(restored.messages)
     if restored.session.status is Status.INCOMPLETE:
         for call_id in unanswered_tool_calls(restored.messages):
-            messages.append(
-                {"role": "tool", "content": INTERRUPTED_RESULT, "tool_call_id": call_id}
-            )
-    return messages
+            # to_openai puts each answer right after its call.
+            working.add_message("tool", INTERRUPTED_RESULT, tool_call_id=call_id)
+    return list(working.to_openai())
 
 
 def emit_resumed(restored: Resumed, output: str, *, fancy: bool) -> None:

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from .models import Event, JsonObject
 
 
+def call_id(tool_call: JsonObject, seq: int | None) -> str:
+    """The id a tool call goes by: its own, or ``call_<seq>`` for one recorded without."""
+    own = tool_call.get("id")
+    return own if isinstance(own, str) and own else f"call_{seq}"
+
+
 @dataclass(frozen=True)
 class Message:
     """One chat message: a role, its text, and the tool call it makes or answers."""
@@ -39,11 +45,13 @@ class Message:
         """This message as a chat-completions API message."""
 
         message: JsonObject = {"role": self.role, "content": self.content or ""}
-        if self.tool_call is not None:
+        # Only an assistant message may carry calls (older memctl stored one
+        # on any message; record refuses that now).
+        if self.tool_call is not None and self.role == "assistant":
             arguments = self.tool_call.get("arguments", {})
             message["tool_calls"] = [
                 {
-                    "id": self.tool_call.get("id") or f"call_{self.seq}",
+                    "id": call_id(self.tool_call, self.seq),
                     "type": "function",
                     "function": {
                         "name": self.tool_call["name"],
@@ -89,7 +97,40 @@ class WorkingMemory:
         return self.messages[-1] if self.messages else None
 
     def to_openai(self) -> list[JsonObject]:
-        return [message.to_openai() for message in self.messages]
+        """The messages as a chat-completions ``messages`` array a chat API accepts.
+
+        The API wants each tool result right after the assistant message
+        that made its call. A result recorded later than that (memctl's
+        "Interrupted" answer, added when a session is claimed, lands at the
+        end of the log) moves up to its call. A tool message whose call is
+        not before it (cut off by a window such as ``--since-checkpoint``, or
+        answered twice) becomes a user message that says so, rather than
+        being dropped. A call with no result is left as it is: in a live
+        session it is still running.
+        """
+        placed: list[JsonObject] = []
+        results: dict[int, list[JsonObject]] = {}  # a call's index in placed -> its result
+        calls: dict[str, int] = {}  # calls not answered yet, by id
+        for message in self.messages:
+            item = message.to_openai()
+            if message.role == "tool":
+                at = calls.pop(message.tool_call_id or "", None)
+                if at is not None:
+                    results[at] = [item]
+                    continue
+                item = {
+                    "role": "user",
+                    "content": f"[memctl] The result of tool call {message.tool_call_id!r}, "
+                    f"whose call is not in this history:\n{message.content or ''}",
+                }
+            elif "tool_calls" in item:
+                calls[item["tool_calls"][0]["id"]] = len(placed)
+            placed.append(item)
+        ordered: list[JsonObject] = []
+        for index, item in enumerate(placed):
+            ordered.append(item)
+            ordered.extend(results.get(index, ()))
+        return ordered
 
     def __iter__(self) -> Iterator[Message]:
         return iter(self.messages)

@@ -418,7 +418,7 @@ def test_event_with_a_large_vocabulary_is_stored_and_found(db_url: str, text: st
     """An event under the size limit whose words overflow a tsvector is stored whole, and found."""
     with memctl.open(db_url) as mem:
         session = mem.start()
-        session.add_message("tool", text)
+        session.add_message("user", text)
         assert mem.events(session.id)[0].content == text
         if text.startswith("0,"):
             # (Not for the repeated word: FTS5's snippet() takes minutes over 400,000 hits.)
