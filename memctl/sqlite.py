@@ -165,19 +165,27 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             self._check_busy(exc)
         delay = 0.001
-        while True:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            try:
-                self._conn.execute(sql)
-                return
-            except sqlite3.OperationalError as exc:
-                self._check_busy(exc)
-            if time.monotonic() >= deadline:
-                raise StorageUnavailable(
-                    f"{self.path} stayed locked by another process for "
-                    f"{self._timeout:.0f}s; try again"
-                )
+        try:
+            while True:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StorageUnavailable(
+                        f"{self.path} stayed locked by another process for "
+                        f"{self._timeout:.0f}s; try again"
+                    )
+                # A retry may wait inside SQLite too, but only for what is
+                # left: each one waiting a whole busy_timeout made a held lock
+                # cost twice the promised time.
+                self._conn.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+                try:
+                    self._conn.execute(sql)
+                    return
+                except sqlite3.OperationalError as exc:
+                    self._check_busy(exc)
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     @staticmethod
     def _check_busy(exc: sqlite3.OperationalError) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
+
+import pytest
+from pytest import MonkeyPatch
 
 import memctl
+from memctl import sqlite
 from tests.conftest import MEMCTL
 
 PROCESSES = 8
@@ -133,3 +139,30 @@ def test_eight_processes_each_own_session(db_url: str) -> None:
         assert mem.store.check() == []
     for _, out, _ in results:
         assert out.split() == [str(seq).encode() for seq in range(1, EVENTS + 1)]
+
+
+def test_a_held_sqlite_lock_is_waited_for_once(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """A write behind a lock held elsewhere gives up after the busy timeout, not twice that.
+
+    SQLite's busy handler waits out busy_timeout and then reports the
+    database busy; memctl's retry after that must not wait a full timeout again.
+    """
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 2.0)
+    path = tmp_path / "m.db"
+    with memctl.open(str(path)) as mem:
+        mem.start(session_id="held").add_message("user", "first")
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer, stuck inside its transaction
+        try:
+            started = time.monotonic()
+            with pytest.raises(memctl.StorageUnavailable, match="stayed locked"):
+                mem.start(session_id="blocked")
+            waited = time.monotonic() - started
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        # 2 s of timeout: before the fix this took 4 s. Generous above, for a loaded machine.
+        assert 1.9 <= waited < 3.5, waited
+        # The connection's own timeout is back to the full value: the next write works.
+        assert mem.start(session_id="after").id == "after"
+        assert mem.store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2000  # type: ignore[attr-defined]
