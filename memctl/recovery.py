@@ -41,7 +41,24 @@ def recover(memory: Memory, info: SessionInfo, *, owner_pid: int | None = None) 
     return memory.claim(info.id, owner_pid=owner_pid, expected_epoch=info.epoch)
 
 
-def ask_yes_no(question: str, *, default: bool, read: Callable[[str], str] = input) -> bool:
+def ask(prompt: str) -> str:
+    """Read a line from stdin, prompting on the terminal; EOFError at end of input.
+
+    With stdout a terminal this is ``input`` (line editing included). With
+    stdout redirected (``memctl recover > out``) the prompt goes to stderr,
+    like the panel before it, so that stdout holds only the output.
+    """
+    if sys.stdout is not None and sys.stdout.isatty():
+        return input(prompt)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def ask_yes_no(question: str, *, default: bool, read: Callable[[str], str] = ask) -> bool:
     """Ask on the terminal; Enter takes the default. EOF counts as no."""
     suffix = " [Y/n] " if default else " [y/N] "
     while True:
@@ -60,7 +77,7 @@ def ask_yes_no(question: str, *, default: bool, read: Callable[[str], str] = inp
 def welcome_back(
     memory: Memory | None = None,
     *,
-    read: Callable[[str], str] = input,
+    read: Callable[[str], str] = ask,
     console: Any = None,
 ) -> Session | None:
     """The seed's exercise as one call, for a Python agent's start-up.

@@ -111,3 +111,28 @@ def _dead_writer() -> Writer:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return Writer(Identity.of(child.pid))
+
+
+def test_prompt_goes_to_the_terminal_when_stdout_is_redirected(
+    db_url: str, tmp_path: object
+) -> None:
+    """`memctl recover > FILE`: the question is asked on stderr; FILE holds only the transcript."""
+    _crashed_session(db_url, "pty-out", "Reading utils.py now")
+    out = os.path.join(str(tmp_path), "out.txt")
+    env = {**os.environ, "MEMCTL_DB": db_url, "COLUMNS": "100", "TERM": "xterm"}
+    term = pexpect.spawn(
+        "sh",
+        ["-c", 'exec "$0" recover > "$1"', MEMCTL, out],
+        env=env,
+        timeout=20,
+        encoding="utf-8",
+    )
+    term.expect(r"Continue\? \[Y/n\]")
+    term.sendline("y")
+    term.expect(pexpect.EOF)
+    term.close()
+    assert term.exitstatus == 0
+    with open(out, encoding="utf-8") as handle:
+        written = handle.read()
+    assert "Refactor utils.py" in written
+    assert "Continue?" not in written
