@@ -544,4 +544,17 @@ app.add_typer(db_app, name="db")
 
 
 def main() -> None:
+    # With a standard stream closed (`memctl ... >&-`) Python sets it to None.
+    if sys.stdout is None:
+        # Refuse before anything happens: a record or a claim that then
+        # cannot print its result, or fails half-way, would be worse.
+        if sys.stderr is not None:
+            sys.stderr.write(
+                "memctl: error: stdout is closed; nothing done "
+                "(redirect it to /dev/null to discard the output)\n"
+            )
+        raise SystemExit(2)
+    if sys.stdin is None:
+        # A closed stdin (as some supervisors start programs) is no input.
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process's life)
     app(prog_name="memctl")

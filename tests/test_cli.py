@@ -1064,3 +1064,28 @@ def test_peek_openai_answers_a_crashed_call_in_the_output_only(db_url: str) -> N
     assert as_json(db_url, "resume", "pk-2", "--peek", "--format", "openai")[-1]["role"] == (
         "assistant"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["record", "-s", "closed", "hi"], ["start", "--id", "closed"], ["list"], ["resume", "--last"]],
+)
+def test_closed_stdout_is_refused_before_anything_happens(tmp_path: Path, args: list[str]) -> None:
+    """`memctl ... >&-` is exit 2 with a message, and stores or claims nothing."""
+    db = str(tmp_path / "m.db")
+    ok(db, "record", "-s", "other", "--owner-pid", str(dead_pid()), "before")
+    command = " ".join(shlex.quote(a) for a in [MEMCTL, "--db", db, *args]) + " >&-"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert b"stdout is closed" in done.stderr and b"Traceback" not in done.stderr
+    assert [s["id"] for s in as_json(db, "list", "--json")] == ["other"]
+    assert session_of(db, "other")["status"] == "incomplete"  # not claimed
+
+
+def test_closed_stdin_reads_as_no_input(tmp_path: Path) -> None:
+    """`memctl record TEXT <&-` records TEXT; commands that ask nothing work."""
+    db = str(tmp_path / "m.db")
+    command = " ".join(shlex.quote(a) for a in [MEMCTL, "--db", db, "record", "-s", "in", "hi"])
+    done = subprocess.run(["sh", "-c", command + " <&-"], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [e["content"] for e in as_json(db, "show", "in", "--json")] == ["hi"]
