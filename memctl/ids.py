@@ -21,7 +21,6 @@ _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 # so each digit is uniform.
 _DIGIT_OF_BYTE = bytes(ord(_CROCKFORD[byte % 32]) for byte in range(256))
 _RANDOM_DIGITS = 16  # 80 random bits
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def new_id(prefix: str) -> str:
@@ -53,7 +52,9 @@ def new_ids(prefix: str, count: int) -> list[str]:
 
 def format_ts(moment: datetime) -> str:
     """Format an aware datetime the way memctl stores it."""
-    return moment.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    # Not strftime: glibc's %Y gives "1" for the year 1, which then sorts
+    # after "2026" as text; isoformat pads every year to four digits.
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def now_ts() -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .errors import Conflict, FencedOut, SessionOwned
+from .ids import now_ts
 from .models import (
     Checkpoint,
     CheckpointRef,
@@ -151,7 +152,12 @@ class Summary:
 
 
 def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
-    """The summary after appending ``event`` at ``seq``."""
+    """The summary after appending ``event`` at ``seq``.
+
+    An event counts as activity at its time, but never later than now: a
+    caller's time in the future would keep its session first in ``list``
+    and ``resume --last`` until then. (Same in ``batch_effect``.)
+    """
     pending = summary.pending_tool_call
     is_message = event.type == "message"
     if is_message and event.role == "assistant" and event.tool_call is not None:
@@ -170,7 +176,7 @@ def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
         events=summary.events + 1,
         messages=summary.messages + (1 if is_message else 0),
         last_message_seq=seq if is_message else summary.last_message_seq,
-        last_activity_at=max(summary.last_activity_at, ts),
+        last_activity_at=max(summary.last_activity_at, min(ts, now_ts())),
         pending_tool_call=pending,
     )
 
@@ -232,7 +238,7 @@ def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) 
         count=len(events),
         messages=messages,
         last_message=last_message,
-        newest=max(ts for _, ts in stamps),
+        newest=min(max(ts for _, ts in stamps), now_ts()),
         sets_pending=sets_pending,
         pending=pending,
         answered=answered,

@@ -1089,3 +1089,16 @@ def test_closed_stdin_reads_as_no_input(tmp_path: Path) -> None:
     done = subprocess.run(["sh", "-c", command + " <&-"], capture_output=True, check=False)
     assert done.returncode == 0, done.stderr
     assert [e["content"] for e in as_json(db, "show", "in", "--json")] == ["hi"]
+
+
+def test_a_future_time_does_not_pin_a_session_first(db_url: str) -> None:
+    """An event dated in the future counts as activity now, not then."""
+    line = json.dumps({"role": "user", "content": "from the future", "ts": "9999-01-01T00:00:00Z"})
+    assert run_memctl("--db", db_url, "record", "-s", "ts-future", input=line).returncode == 0
+    ok(db_url, "record", "-s", "ts-later", "recorded after it")
+    assert as_json(db_url, "list", "--json")[0]["id"] == "ts-later"
+    assert as_json(db_url, "resume", "--last", "--peek", "--format", "json")["session"]["id"] == (
+        "ts-later"
+    )
+    # The event keeps the time it was given.
+    assert as_json(db_url, "show", "ts-future", "--json")[0]["ts"] == "9999-01-01T00:00:00.000000Z"

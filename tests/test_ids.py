@@ -6,7 +6,9 @@ import re
 import time
 from collections import Counter
 
-from memctl.ids import new_id, new_ids
+import pytest
+
+from memctl.ids import new_id, new_ids, normalise_ts
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID = re.compile(rf"e_[{CROCKFORD}]{{26}}")
@@ -41,3 +43,17 @@ def test_later_ids_sort_after_earlier_ones() -> None:
     assert all(first < identifier for identifier in second)
     assert new_id("s").startswith("s_")
     assert new_ids("e", 0) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),
+        ("0999-12-31T23:59:59.5+00:00", "0999-12-31T23:59:59.500000Z"),
+        ("2026-03-01T01:00:00+01:00", "2026-03-01T00:00:00.000000Z"),
+    ],
+)
+def test_times_keep_four_digit_years(given: str, stored: str) -> None:
+    """Every year prints with four digits, so stored times sort as text and parse back."""
+    assert normalise_ts(given) == stored
+    assert normalise_ts(stored) == stored
