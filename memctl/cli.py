@@ -220,7 +220,17 @@ def record(
             raise BadInput(
                 f"stdin is larger than the event limit of {limit} bytes (MEMCTL_MAX_EVENT_BYTES)"
             )
-        text = raw.decode("utf-8", errors="surrogateescape")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # Raw text is often a tool's output, and a stray binary byte in it
+            # should not cost the rest (a JSON line with one is refused: JSON
+            # must be UTF-8). Said, not counted as NULs or surrogates.
+            text = raw.decode("utf-8", errors="replace")
+            say(
+                f"memctl: stdin is not valid UTF-8 (from byte {error.start}); "
+                "stored with U+FFFD in place of the bytes that are not"
+            )
     data: dict[str, Any] = {
         "type": event_type,
         "role": role or (None if event_type and event_type != "message" else "user"),

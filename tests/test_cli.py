@@ -1102,3 +1102,12 @@ def test_a_future_time_does_not_pin_a_session_first(db_url: str) -> None:
     )
     # The event keeps the time it was given.
     assert as_json(db_url, "show", "ts-future", "--json")[0]["ts"] == "9999-01-01T00:00:00.000000Z"
+
+
+def test_raw_stdin_that_is_not_utf8_is_kept_and_said(db_url: str) -> None:
+    """`record -` of bytes that are not UTF-8 stores the text with U+FFFD, and says so."""
+    done = run_memctl("--db", db_url, "record", "-s", "raw-bin", "--role", "user", "-",
+                      input=b"ok \xff\xfe then more")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"not valid UTF-8 (from byte 3)" in done.stderr and b"surrogate" not in done.stderr
+    assert as_json(db_url, "show", "raw-bin", "--json")[0]["content"] == "ok \ufffd\ufffd then more"
