@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import AmbiguousSession, BadInput, MemoryClosed, SessionNotFound
+from .errors import AmbiguousSession, BadInput, MemoryClosed, NotFound, SessionNotFound
 from .ids import new_id, parse_when
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import (
@@ -294,6 +294,18 @@ class Memory:
             raise BadInput(f"a fact's key is at most {MAX_KEY_LENGTH} characters")
         if any(len(tag) > MAX_KEY_LENGTH for tag in tags):
             raise BadInput(f"a tag is at most {MAX_KEY_LENGTH} characters")
+        if seq is not None:
+            # The source is a link to follow (show SESSION --around SEQ):
+            # refuse one that leads nowhere.
+            if session_id is None:
+                raise BadInput("a fact's seq names an event of a session: give the session too")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+                raise BadInput("seq must be a positive integer")
+            events = self.get(session_id).events
+            if seq > events:
+                raise NotFound(f"session {session_id} has no event {seq} (it has {events})")
+        elif session_id is not None:
+            self.get(session_id)  # SessionNotFound for a session that does not exist
         fact, _ = self.store.put_fact(text, key=key, tags=tags, session=session_id, seq=seq)
         return fact
 

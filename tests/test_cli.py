@@ -1111,3 +1111,19 @@ def test_raw_stdin_that_is_not_utf8_is_kept_and_said(db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert b"not valid UTF-8 (from byte 3)" in done.stderr and b"surrogate" not in done.stderr
     assert as_json(db_url, "show", "raw-bin", "--json")[0]["content"] == "ok \ufffd\ufffd then more"
+
+
+def test_fact_source_must_exist(db_url: str) -> None:
+    """fact add --seq needs a session that has that event; -s needs a session that exists."""
+    ok(db_url, "record", "-s", "fa-src", "one")
+    ok(db_url, "record", "-s", "fa-src", "two")
+    fact = as_json(db_url, "fact", "add", "-s", "fa-src", "--seq", "2", "from two", "--json")
+    assert (fact["session"], fact["seq"]) == ("fa-src", 2)
+    missing = cli(db_url, "fact", "add", "-s", "fa-src", "--seq", "3", "from nowhere")
+    assert missing.exit_code == 3 and "has no event 3 (it has 2)" in missing.output
+    alone = cli(db_url, "fact", "add", "--seq", "1", "no session")
+    assert alone.exit_code == 2 and "give the session" in alone.output
+    with memctl.open(db_url) as mem:
+        with pytest.raises(memctl.SessionNotFound):
+            mem.add_fact("x", session_id="fa-nosuch")
+        assert [f.text for f in mem.store.facts()] == ["from two"]
