@@ -37,7 +37,7 @@ from .cli_common import (
 )
 from .cli_db import db_app
 from .cli_fact import fact_app
-from .errors import BadInput
+from .errors import BadInput, NotFound
 from .inputs import (
     Cleaned,
     event_from_mapping,
@@ -378,6 +378,9 @@ def show(
     if around is not None:
         first = max(around - context, 1)
         events = memory.events(session_id, after_seq=first - 1)[: around + context - first + 1]
+        if not any(event.seq == around for event in events):
+            count = memory.get(session_id).events
+            raise NotFound(f"session {session_id} has no event {around} (it has {count})")
     else:
         events = memory.events(session_id, tail=tail)
     if as_json:

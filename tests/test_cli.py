@@ -1127,3 +1127,15 @@ def test_fact_source_must_exist(db_url: str) -> None:
         with pytest.raises(memctl.SessionNotFound):
             mem.add_fact("x", session_id="fa-nosuch")
         assert [f.text for f in mem.store.facts()] == ["from two"]
+
+
+def test_show_around_a_seq(db_url: str) -> None:
+    """show --around N -C K prints events N-K..N+K; a seq the session lacks is exit 3."""
+    for word in ("a", "b", "c", "d", "e"):
+        ok(db_url, "record", "-s", "sh-around", word)
+    shown = as_json(db_url, "show", "sh-around", "--around", "3", "-C", "1", "--json")
+    assert [e["content"] for e in shown] == ["b", "c", "d"]
+    edge = as_json(db_url, "show", "sh-around", "--around", "5", "-C", "2", "--json")
+    assert [e["seq"] for e in edge] == [3, 4, 5]
+    missing = cli(db_url, "show", "sh-around", "--around", "6")
+    assert missing.exit_code == 3 and "has no event 6 (it has 5)" in missing.output
