@@ -19,6 +19,7 @@ import builtins
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 from . import core
 from .core import Memory, fact_key
+from .errors import StorageUnavailable
 from .ids import parse_ts
 from .inputs import Cleaned, event_from_mapping
 from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent, Status
@@ -286,6 +288,12 @@ def _message_key(session_id: str, index: int, stored: int, message: Message) -> 
 class CheckpointManager:
     """Save the session every ``interval`` tool calls and, if ``seconds`` is set,
     at least every ``seconds`` while the agent runs (from a background thread).
+
+    A timed save that fails because the database is out of reach (a restart,
+    a network blip, a lock held too long) is retried at the next tick, with a
+    warning. One that fails for good (the session was taken over: FencedOut)
+    stops the timer, and the agent's next ``on_tool_executed`` raises that
+    error, so the agent hears about it instead of saving nothing unawares.
     """
 
     def __init__(
@@ -304,8 +312,11 @@ class CheckpointManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self._failure: BaseException | None = None  # what stopped the timer
 
     def on_tool_executed(self, session_id: str) -> None:
+        if self._failure is not None:
+            raise self._failure
         with self._lock:
             self._call_count += 1
             self._session_id = session_id
@@ -322,7 +333,12 @@ class CheckpointManager:
     def _save(self, session_id: str) -> None:
         with self._lock:
             self._dirty = False
-        self.memory_system.save_session(session_id)
+        try:
+            self.memory_system.save_session(session_id)
+        except BaseException:
+            with self._lock:
+                self._dirty = True  # still to save
+            raise
 
     def _tick(self) -> None:
         assert self.seconds is not None
@@ -339,7 +355,18 @@ class CheckpointManager:
                     if self._session_id == session_id:
                         self._session_id = None
                 continue
-            self._save(session_id)
+            try:
+                self._save(session_id)
+            except StorageUnavailable as error:
+                warnings.warn(
+                    f"memctl: a timed checkpoint of {session_id} failed ({error}); "
+                    f"trying again in {self.seconds:g} s",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+            except BaseException as error:  # handed to the agent's thread
+                self._failure = error
+                return
 
     def close(self) -> None:
         """Stop the time trigger (the process exiting stops it too)."""

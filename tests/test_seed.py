@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 import memctl
+from memctl import sqlite
 from memctl.errors import BadInput
 from memctl.seed import (
     CheckpointManager,
@@ -206,3 +210,39 @@ def test_fact_lookups_normalise_keys_as_writes_do(db_url: str) -> None:
         assert fact is not None and fact.text == "odd key"
         assert [h.action for h in semantic.history(key)] == ["ADD"]
         assert semantic.forget(key)
+
+
+def test_time_trigger_survives_an_outage_and_reports_a_takeover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timed save that meets a locked database warns and retries; a takeover stops it and
+    reaches the agent at its next tool call."""
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 0.3)
+    path = tmp_path / "m.db"
+    system = _system(str(path))
+    memory = system.episodic.memory
+    session = memory.start(session_id="seed-out")  # this process's claim: saves carry its epoch
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the database stays locked for a while
+    with CheckpointManager(system, interval=100, seconds=0.1) as manager:
+        system.working.add_message("user", "during the outage")
+        with pytest.warns(RuntimeWarning, match="trying again"):
+            manager.on_tool_executed(session.id)
+            time.sleep(1.0)  # ticks that meet the lock
+        holder.execute("ROLLBACK")
+        holder.close()
+        deadline = time.monotonic() + 10
+        while memory.store.latest_checkpoint(session.id) is None:
+            assert time.monotonic() < deadline, "the timer stopped after the outage"
+            time.sleep(0.05)
+        # Someone else takes the session over: this process is fenced out.
+        with memctl.open(str(path)) as other:
+            other.claim(session.id, owner_pid=os.getpid() + 1, force=True)
+        system.working.add_message("user", "after the takeover")
+        deadline = time.monotonic() + 10
+        while manager._failure is None:
+            assert time.monotonic() < deadline, "the failed save was never recorded"
+            time.sleep(0.05)
+        with pytest.raises(memctl.FencedOut):
+            manager.on_tool_executed(session.id)
+    assert [e.content for e in memory.events(session.id)] == ["during the outage"]
