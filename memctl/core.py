@@ -19,6 +19,7 @@ from .errors import AmbiguousSession, BadInput, MemoryClosed, NotFound, SessionN
 from .ids import new_id, parse_when
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import (
+    ROLES,
     Checkpoint,
     Event,
     Fact,
@@ -329,8 +330,17 @@ class Memory:
         turns them into ``[`` ``]``). ``since`` and ``until`` are ISO dates or
         times or ages (``"7d"``), as on the command line.
         """
-        filters = SearchFilters(session_id, role, type, _when(since), _when(until), limit, order)
+        if role is not None and role not in ROLES:
+            raise BadInput(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if order not in ("rank", "recent"):
+            raise BadInput(f"order must be 'rank' or 'recent', not {order!r}")
+        count = check_count(limit, "limit")
+        filters = SearchFilters(session_id, role, type, _when(since), _when(until), count, order)
         return self.store.search(query, filters)
+
+    def recent_events(self, limit: int) -> list[Event]:
+        """The newest events across every session, newest first."""
+        return self.store.recent_events(check_count(limit, "limit"))
 
     def search_events(self, query: str, *, limit: int = 20) -> list[Event]:
         """The events behind the best ``limit`` hits for ``query``, best first."""
@@ -602,7 +612,12 @@ class Session:
 
 def _count(value: int | None, name: str) -> int | None:
     """A limit or tail given to the library: None, or a whole number of at least 1."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    return None if value is None else check_count(value, name)
+
+
+def check_count(value: int, name: str) -> int:
+    """A whole number of at least 1, or BadInput naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BadInput(f"{name} must be a whole number of at least 1, not {value!r}")
     return value
 

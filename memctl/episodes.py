@@ -65,7 +65,7 @@ class SQLiteEpisodeStorage(EpisodeStorage):
         return [EpisodeEvent.from_event(event) for event in events]
 
     async def get_recent(self, limit: int) -> list[EpisodeEvent]:
-        events = await self._run(lambda: self.memory.store.recent_events(limit))
+        events = await self._run(lambda: self.memory.recent_events(limit))
         return [EpisodeEvent.from_event(event) for event in events]
 
     async def search(self, query: str, limit: int) -> list[EpisodeEvent]:

@@ -34,7 +34,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 
 from . import pg_schema
-from .core import check_session_id
+from .core import check_count, check_session_id
 from .episodes import EpisodeStorage
 from .errors import SchemaTooNew, StorageUnavailable
 from .ids import new_id, now_ts
@@ -218,12 +218,12 @@ class PostgresEpisodeStorage(EpisodeStorage):
         return await self._episodes(
             f"SELECT {EVENT_COLUMNS} FROM events e"  # noqa: S608 (a constant)
             " ORDER BY e.ts DESC, e.session DESC, e.seq DESC LIMIT %s",
-            (limit,),
+            (check_count(limit, "limit"),),
         )
 
     async def search(self, query: str, limit: int) -> list[EpisodeEvent]:
         """memctl's full-text search (words, "phrases", prefix*, OR, -word), best first."""
-        built = build(query, SearchFilters(limit=limit))
+        built = build(query, SearchFilters(limit=check_count(limit, "limit")))
         failure: psycopg.Error | None = None
         async with self._connection() as conn:
             try:

@@ -76,6 +76,10 @@ def test_wrong_argument_types_are_bad_input(memory: Memory) -> None:
         lambda: memory.sessions(limit=-1),
         lambda: memory.events(session.id, tail=-1),
         lambda: memory.add_fact("text", tags="billing"),
+        lambda: memory.search("one", role="bot"),
+        lambda: memory.search("one", limit=0),
+        lambda: memory.search("one", order="newest"),
+        lambda: memory.recent_events(-1),
     ):
         with pytest.raises(memctl.BadInput):
             call()

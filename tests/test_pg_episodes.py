@@ -172,6 +172,20 @@ def test_bad_search_is_bad_input(pg_schema_url: str, query: str) -> None:
         run(pg_schema_url, body)
 
 
+@pytest.mark.parametrize("reader", ["get_recent", "search"])
+def test_a_limit_under_one_is_bad_input(pg_schema_url: str, reader: str) -> None:
+    """get_recent(-1) and search(q, 0) are BadInput, not a database error."""
+
+    async def body(storage: PostgresEpisodeStorage) -> list[EpisodeEvent]:
+        await storage.save(EpisodeEvent(at(0), "session_user", {"content": "billing"}, "s1"))
+        if reader == "get_recent":
+            return await storage.get_recent(-1)
+        return await storage.search("billing", 0)
+
+    with pytest.raises(BadInput, match="at least 1"):
+        run(pg_schema_url, body)
+
+
 def test_storage_on_an_already_migrated_schema(pg_schema_url: str) -> None:
     """A schema memctl created is used as is, beside a PostgresStore writing to it."""
     store = PostgresStore(pg_schema_url)
