@@ -221,6 +221,17 @@ class PersistentMemorySystem:
             WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
         )
 
+    def close(self) -> None:
+        """Close the parts' database (``open`` gives them one; closing twice is harmless)."""
+        for part in (self.episodic, self.semantic, self.session_store):
+            part.memory.close()
+
+    def __enter__(self) -> PersistentMemorySystem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def save_session(self, session_id: str) -> None:
         """Persist working memory to episodic storage; saving twice stores nothing twice.
 

@@ -246,3 +246,14 @@ def test_time_trigger_survives_an_outage_and_reports_a_takeover(
         with pytest.raises(memctl.FencedOut):
             manager.on_tool_executed(session.id)
     assert [e.content for e in memory.events(session.id)] == ["during the outage"]
+
+
+def test_system_closes_its_database(db_url: str) -> None:
+    """PersistentMemorySystem.open() can be closed, or used as a context manager."""
+    with PersistentMemorySystem.open(db_url) as system:
+        system.working.add_message("user", "hi")
+        system.save_session("seed-close")
+    with pytest.raises(memctl.MemoryClosed):
+        system.episodic.memory.get("seed-close")
+    with memctl.open(db_url) as memory:
+        assert [e.content for e in memory.events("seed-close")] == ["hi"]
