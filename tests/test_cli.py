@@ -306,12 +306,15 @@ def _lines(count: int) -> str:
 
 @pytest.mark.parametrize(
     ("redirect", "code"),
-    [("| head -1", 0), ("| true", 0), (">&-", 1), ("> /dev/full", 1)],
+    # (A stdout closed from the start, `>&-`, is refused before anything is
+    # stored: test_closed_stdout_is_refused_before_anything_happens.)
+    [("| head -1", 0), ("| true", 0), ("> /dev/full", 1)],
 )
 def test_record_stream_stores_everything_when_stdout_fails(
     tmp_path: Path, redirect: str, code: int
 ) -> None:
-    """The seqs are acknowledgements: a closed or failing stdout never stops the storing.
+    """The seqs are acknowledgements: a reader going away or a failing stdout never stops
+    the storing.
 
     A reader that goes away is not an error; any other failure to print is
     exit 1 after everything is stored.

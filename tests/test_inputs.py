@@ -180,7 +180,8 @@ def test_nul_in_text_from_stdin_is_replaced(tmp_path: Path) -> None:
     db = str(tmp_path / "in.db")
     result = run_memctl("--db", db, "record", "-s", "raw-1", "-", input=b"a\x00b\xffc")
     assert result.returncode == 0, result.stderr
-    assert "replaced 2" in result.stderr.decode()
+    assert "not valid UTF-8 (from byte 3)" in result.stderr.decode()
+    assert "replaced 1 NUL" in result.stderr.decode()
     assert contents(db, "raw-1") == [f"a{REPLACEMENT}b{REPLACEMENT}c"]
 
 
