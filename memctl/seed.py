@@ -61,7 +61,10 @@ class EpisodeEvent:
     @classmethod
     def from_event(cls, event: Event) -> EpisodeEvent:
         if event.type == "message" and event.role:
-            payload: JsonObject = {"content": event.content, "tool_call": event.tool_call}
+            # The episode's other keys ride in the event's payload, and so
+            # does a content that was not text (stored as its JSON text too).
+            payload: JsonObject = {"content": event.content, **(event.payload or {})}
+            payload["tool_call"] = event.tool_call
             if event.tool_call_id is not None:
                 payload["tool_call_id"] = event.tool_call_id
             return cls(
@@ -84,9 +87,16 @@ def episode_to_new_event(
     data: dict[str, Any] = {"id": id, "ts": ts.isoformat() if ts else None}
     role = event_type[len(MESSAGE_PREFIX) :] if event_type.startswith(MESSAGE_PREFIX) else None
     if role in ROLES:
+        content = payload.pop("content", None)
+        if content is not None and not isinstance(content, str):
+            # A message's content is text (searched, shown, sent to a model):
+            # it is stored as JSON text, and as given in the payload, so the
+            # episode reads back as it was saved.
+            payload["content"] = content
+            content = json.dumps(content, ensure_ascii=False)
         data.update(
             role=role,
-            content=_as_text(payload.pop("content", None)),
+            content=content,
             tool_call=payload.pop("tool_call", None),
             tool_call_id=payload.pop("tool_call_id", None),
             payload=payload or None,
@@ -94,12 +104,6 @@ def episode_to_new_event(
     else:
         data.update(type=event_type, payload=payload or None)
     return event_from_mapping(data, Cleaned())
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _writer(memory: Memory, session_id: str) -> Writer:

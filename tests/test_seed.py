@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 import memctl
 from memctl import sqlite
+from memctl.episodes import SQLiteEpisodeStorage
 from memctl.errors import BadInput
 from memctl.seed import (
     CheckpointManager,
+    EpisodeEvent,
     EpisodicMemory,
     PersistentMemorySystem,
     SemanticMemory,
@@ -257,3 +261,28 @@ def test_system_closes_its_database(db_url: str) -> None:
         system.episodic.memory.get("seed-close")
     with memctl.open(db_url) as memory:
         assert [e.content for e in memory.events("seed-close")] == ["hi"]
+
+
+def test_message_episodes_read_back_as_saved(db_url: str) -> None:
+    """A message episode's extra keys and a content that is not text come back as given."""
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    saved = [
+        EpisodeEvent(when, "session_user", {"content": "hi", "mood": "curious"}, "ep-rt"),
+        EpisodeEvent(when, "session_assistant", {"content": {"plan": [1, 2]}}, "ep-rt"),
+    ]
+
+    async def body() -> list[EpisodeEvent]:
+        storage = SQLiteEpisodeStorage(db_url)
+        try:
+            for episode in saved:
+                await storage.save(episode)
+            return await storage.get_by_session("ep-rt")
+        finally:
+            await storage.close()
+
+    read = asyncio.run(body())
+    assert read[0].payload == {"content": "hi", "mood": "curious", "tool_call": None}
+    assert read[1].payload == {"content": {"plan": [1, 2]}, "tool_call": None}
+    with memctl.open(db_url) as memory:  # stored as text for search and display
+        assert memory.events("ep-rt")[1].content == '{"plan": [1, 2]}'
+        assert [h.seq for h in memory.search("plan")] == [2]
