@@ -185,7 +185,13 @@ class SessionStore:
         self.memory = memory or core.open()
 
     def save(self, session_id: str, working: WorkingMemory) -> None:
-        """Mark the session's log as holding ``working``: a checkpoint at its current seq."""
+        """Mark the session's log as holding ``working``: a checkpoint at its current seq.
+
+        An empty working memory of a session never recorded has nothing to
+        mark: no session is made for it.
+        """
+        if not working.messages and self.memory.store.get_session(session_id) is None:
+            return
         self.memory.checkpoint(
             session_id,
             _writer(self.memory, session_id),

@@ -286,3 +286,11 @@ def test_message_episodes_read_back_as_saved(db_url: str) -> None:
     with memctl.open(db_url) as memory:  # stored as text for search and display
         assert memory.events("ep-rt")[1].content == '{"plan": [1, 2]}'
         assert [h.seq for h in memory.search("plan")] == [2]
+
+
+def test_saving_an_empty_new_session_is_a_no_op(db_url: str) -> None:
+    """save_session before any message stores nothing and raises nothing; load is empty."""
+    system = _system(db_url)
+    system.save_session("seed-empty")
+    assert system.load_session("seed-empty").messages == []
+    assert system.episodic.memory.store.get_session("seed-empty") is None
