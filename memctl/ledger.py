@@ -116,8 +116,8 @@ def ownership_for_claim(
         owner = session.owner
         where = f"pid {owner.pid} on {owner.host}" if owner else "another process"
         raise SessionOwned(
-            f"session {session.id} is in use by {where}; pass --force (force=True in Python) to take it over "
-            "(the old owner will be fenced out)"
+            f"session {session.id} is in use by {where}; pass --force (force=True in "
+            "Python) to take it over (the old owner will be fenced out)"
         )
     return Ownership(writer_owner(writer, db_now), session.epoch + 1)
 
