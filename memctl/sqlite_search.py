@@ -30,6 +30,7 @@ from .search import (
     parse,
     to_fts5,
 )
+from .snippets import snippet
 from .storage import NO_FILTERS, SearchFilters
 
 MIGRATION: tuple[str, list[str]] = (
@@ -42,6 +43,13 @@ REBUILD_HINT = "rebuild it with 'memctl db check --rebuild-search'"
 
 CHUNK = 2_000
 SNIPPET_TOKENS = 16
+# FTS5's snippet() takes time that grows with the square of the matches in
+# one text: measured, 4 ms for a text holding the searched word 1,000 times,
+# 66 ms for 4,000, 4.4 s for 32,000, and more than two minutes for a 1 MiB
+# event holding it 400,000 times, which then stalled every search that found
+# it. memctl.snippets (the PostgreSQL adapter's, linear) made that one's
+# snippet in 0.3 s; it serves texts longer than this, snippet() the rest.
+SNIPPET_IN_SQL = 8_192
 
 IndexRow = tuple[int, "str | None", "dict[str, Any] | None", "dict[str, Any] | None"]
 Progress = Callable[[int, int], None]
@@ -237,7 +245,8 @@ def search(
     Only fixed SQL fragments are assembled; every value is bound.
     """
     session, limit = filters.session, filters.limit
-    match = to_fts5(parse(query))
+    node = parse(query)
+    match = to_fts5(node)
     clauses: list[str] = []
     values: list[Any] = []
     if session is not None:
@@ -259,14 +268,20 @@ def search(
             clauses.append(clause)
             values.append(value)
     where = "".join(f" AND {clause}" for clause in clauses)
-    marks = [MARK_START, MARK_END, SNIPPET_TOKENS]
+    # snippet() for a text up to SNIPPET_IN_SQL characters; past that the
+    # text itself, for memctl.snippets (see SNIPPET_IN_SQL).
+    marks = [SNIPPET_IN_SQL, MARK_START, MARK_END, SNIPPET_TOKENS, SNIPPET_IN_SQL]
+    snippet_columns = (
+        " CASE WHEN length(events_fts.body) <= ? THEN snippet(events_fts, 0, ?, ?, '…', ?) END,"
+        " CASE WHEN length(events_fts.body) > ? THEN events_fts.body END,"
+    )
     if filters.order == "rank":
         # FTS5 consumes ORDER BY rank itself and hands rows over best first,
         # so snippet() runs only for the rows returned: the query a person
         # would write by hand.
         sql = (
             "SELECT e.session, e.seq, e.ts, e.type, e.role,"  # noqa: S608 (fixed fragments only)
-            " snippet(events_fts, 0, ?, ?, '…', ?), -events_fts.rank"
+            f"{snippet_columns} -events_fts.rank"
             " FROM events_fts JOIN events e ON e.pk = events_fts.rowid"
             f" WHERE events_fts MATCH ?{where} ORDER BY events_fts.rank LIMIT ?"
         )
@@ -282,7 +297,7 @@ def search(
         sql = (
             f"WITH top AS MATERIALIZED ({top})"  # noqa: S608 (fixed fragments only)
             " SELECT e.session, e.seq, e.ts, e.type, e.role,"
-            " snippet(events_fts, 0, ?, ?, '…', ?), -bm25(events_fts)"
+            f"{snippet_columns} -bm25(events_fts)"
             " FROM top CROSS JOIN events_fts ON events_fts.rowid = top.pk"
             " JOIN events e ON e.pk = top.pk"
             " WHERE events_fts MATCH ? ORDER BY e.ts DESC, e.pk DESC"
@@ -299,8 +314,8 @@ def search(
             ts=row[2],
             type=row[3],
             role=row[4],
-            snippet=row[5] or "",
-            score=round(float(row[6]), 6),
+            snippet=(row[5] or "") if row[6] is None else snippet(row[6], node),
+            score=round(float(row[7]), 6),
         )
         for row in rows
     ]
