@@ -242,6 +242,10 @@ def record(
     }
     cleaned = Cleaned()
     event = event_from_mapping(data, cleaned)
+    if event.type == "message" and event.content is None and event.tool_call is None:
+        # `memctl record --role user` with the text forgotten (or an empty
+        # pipe): an empty message helps no one. "" says it on purpose.
+        raise BadInput("a message needs TEXT (or '-' to read it from stdin) or a --tool-call")
     if cleaned.replaced:
         say(f"memctl: replaced {cleaned.replaced} NUL or surrogate characters with U+FFFD")
     (seq,) = memory.record(session_id, [event], writer)

@@ -1142,3 +1142,18 @@ def test_show_around_a_seq(db_url: str) -> None:
     assert [e["seq"] for e in edge] == [3, 4, 5]
     missing = cli(db_url, "show", "sh-around", "--around", "6")
     assert missing.exit_code == 3 and "has no event 6 (it has 5)" in missing.output
+
+
+def test_a_message_without_text_is_refused(db_url: str) -> None:
+    """Event options with no TEXT (and nothing piped) are exit 2 for a message; "" is allowed."""
+    for args in (["--role", "user"], ["--role", "tool", "--tool-call-id", "c1"]):
+        result = run_memctl("--db", db_url, "record", "-s", "no-text", *args, input=b"")
+        assert result.returncode == 2 and b"needs TEXT" in result.stderr
+    assert cli(db_url, "show", "no-text").exit_code == 3
+    ok(db_url, "record", "-s", "no-text", "--role", "user", "")  # empty on purpose
+    call = json.dumps({"id": "c1", "name": "ls"})
+    for args in (["--role", "assistant", "--tool-call", call], ["--type", "heartbeat"]):
+        # A call needs no text; an event that is not a message is a marker.
+        done = run_memctl("--db", db_url, "record", "-s", "no-text", *args, input=b"")
+        assert done.returncode == 0, done.stderr
+    assert len(as_json(db_url, "show", "no-text", "--json")) == 3
