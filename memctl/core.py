@@ -305,8 +305,6 @@ class Memory:
             events = self.get(session_id).events
             if seq > events:
                 raise NotFound(f"session {session_id} has no event {seq} (it has {events})")
-        elif session_id is not None:
-            self.get(session_id)  # SessionNotFound for a session that does not exist
         fact, _ = self.store.put_fact(text, key=key, tags=tags, session=session_id, seq=seq)
         return fact
 

@@ -150,9 +150,13 @@ def _json_type(value: Any) -> str:
 
 
 def event_from_mapping(
-    data: Any, cleaned: Cleaned | None = None, *, plain: bool = False
+    data: Any, cleaned: Cleaned | None = None, *, plain: bool = False, chat_rules: bool = True
 ) -> NewEvent:
     """Validate one event given as a mapping (a JSON line, or library arguments).
+
+    ``chat_rules=False`` lets a message break the chat API's tool rules (a
+    tool result naming no call): the seed's listings save those, and the
+    openai output copes with them.
 
     ``plain`` says the values are known to need no cleaning (``_is_plain``):
     no NUL or lone surrogate in any string, no nesting past ``MAX_DEPTH``, no
@@ -192,7 +196,7 @@ def event_from_mapping(
         if call_id is not None and not isinstance(call_id, str):
             raise BadInput("'tool_call.id' must be a string")
     tool_call_id = _optional_str(data, "tool_call_id", cleaned)
-    if event_type == "message":
+    if event_type == "message" and chat_rules:
         # What a chat API accepts back (resume --format openai): calls ride on
         # assistant messages, and a tool message names the call it answers.
         if tool_call is not None and role != "assistant":

@@ -103,7 +103,8 @@ def episode_to_new_event(
         )
     else:
         data.update(type=event_type, payload=payload or None)
-    return event_from_mapping(data, Cleaned())
+    # The seed's WorkingMemory has no tool_call_id: its tool results name no call.
+    return event_from_mapping(data, Cleaned(), chat_rules=False)
 
 
 def _writer(memory: Memory, session_id: str) -> Writer:

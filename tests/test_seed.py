@@ -294,3 +294,19 @@ def test_saving_an_empty_new_session_is_a_no_op(db_url: str) -> None:
     system.save_session("seed-empty")
     assert system.load_session("seed-empty").messages == []
     assert system.episodic.memory.store.get_session("seed-empty") is None
+
+
+def test_seed_tool_results_without_a_call_id_are_saved(db_url: str) -> None:
+    """The seed's WorkingMemory names no call in a tool result: save_session stores it all."""
+    system = _system(db_url)
+    system.working.add_message("user", "run the tests")
+    system.working.add_message("assistant", "running", tool_call={"name": "run_tests"})
+    system.working.add_message("tool", "3 passed")  # the seed's way: no tool_call_id
+    system.working.add_message("assistant", "all green")
+    system.save_session("seed-tool")
+    assert [e.role for e in system.episodic.memory.events("seed-tool")] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
