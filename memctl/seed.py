@@ -27,7 +27,7 @@ from typing import Any
 
 from . import core
 from .core import Memory, fact_key
-from .errors import StorageUnavailable
+from .errors import MemoryClosed, StorageUnavailable
 from .ids import parse_ts
 from .inputs import Cleaned, event_from_mapping
 from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent, Status
@@ -223,19 +223,22 @@ class PersistentMemorySystem:
         # Messages this object has stored, per session: part of each new
         # message's idempotency key (see save_session).
         self._stored: dict[str, int] = {}
+        self._opened: Memory | None = None  # what open() opened, for close()
 
     @classmethod
     def open(cls, url: str | None = None) -> PersistentMemorySystem:
         """All four parts over one memctl database."""
         memory = core.open(url)
-        return cls(
+        system = cls(
             WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
         )
+        system._opened = memory
+        return system
 
     def close(self) -> None:
-        """Close the parts' database (``open`` gives them one; closing twice is harmless)."""
-        for part in (self.episodic, self.semantic, self.session_store):
-            part.memory.close()
+        """Close the database ``open`` opened; parts given to the constructor stay open."""
+        if self._opened is not None:
+            self._opened.close()
 
     def __enter__(self) -> PersistentMemorySystem:
         return self
@@ -337,8 +340,12 @@ class CheckpointManager:
         self._failure: BaseException | None = None  # what stopped the timer
 
     def on_tool_executed(self, session_id: str) -> None:
-        if self._failure is not None:
-            raise self._failure
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            # Said once; the timer starts again below and, if the cause is
+            # still there, hands the next failure over the same way.
+            self._timer = None
+            raise failure
         with self._lock:
             self._call_count += 1
             self._session_id = session_id
@@ -369,16 +376,18 @@ class CheckpointManager:
                 session_id, dirty = self._session_id, self._dirty
             if session_id is None or not (dirty or _unsaved(self.memory_system.working)):
                 continue
-            if _finished(self.memory_system, session_id):
-                # Ended or abandoned since the last tool call: what the working
-                # memory holds now belongs to whatever the agent does next, and
-                # saving it here would reopen the finished session.
-                with self._lock:
-                    if self._session_id == session_id:
-                        self._session_id = None
-                continue
             try:
+                if _finished(self.memory_system, session_id):
+                    # Ended or abandoned since the last tool call: what the
+                    # working memory holds now belongs to whatever the agent
+                    # does next, and saving it here would reopen the session.
+                    with self._lock:
+                        if self._session_id == session_id:
+                            self._session_id = None
+                    continue
                 self._save(session_id)
+            except MemoryClosed:
+                return  # the system was closed: nothing more to save
             except StorageUnavailable as error:
                 warnings.warn(
                     f"memctl: a timed checkpoint of {session_id} failed ({error}); "

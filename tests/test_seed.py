@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -310,3 +314,93 @@ def test_seed_tool_results_without_a_call_id_are_saved(db_url: str) -> None:
         "tool",
         "assistant",
     ]
+
+
+class _CuttableProxy:
+    """A TCP proxy to the PostgreSQL server whose connections can be cut and let through again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.passing = True
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.passing:
+                client.close()  # the server "is down": the connection drops at once
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.passing = False
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.sockets.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_time_trigger_rides_out_a_server_outage(pg_schema_url: str) -> None:
+    """With the server unreachable, timed saves (their reads too) warn and retry, then resume."""
+    parts = urlsplit(pg_schema_url)
+    proxy = _CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    system = _system(url)
+    try:
+        with CheckpointManager(system, interval=100, seconds=0.2) as manager:
+            system.working.add_message("user", "before")
+            manager.on_tool_executed("seed-net")
+            with memctl.open(pg_schema_url) as direct:
+                deadline = time.monotonic() + 10
+                while direct.store.latest_checkpoint("seed-net") is None:
+                    assert time.monotonic() < deadline, "the time trigger never fired"
+                    time.sleep(0.05)
+                proxy.cut()
+                system.working.add_message("user", "during")
+                with pytest.warns(RuntimeWarning, match="trying again"):
+                    time.sleep(2.0)  # several ticks against a server that is gone
+                proxy.passing = True
+                deadline = time.monotonic() + 20
+                while [e.content for e in direct.events("seed-net")] != ["before", "during"]:
+                    assert time.monotonic() < deadline, "saving did not resume after the outage"
+                    time.sleep(0.1)
+            assert manager._timer is not None and manager._timer.is_alive()
+    finally:
+        system.episodic.memory.close()
+        proxy.close()
+
+
+def test_closing_a_system_leaves_the_callers_memory_open(db_url: str) -> None:
+    """close() closes only what open() opened."""
+    memory = memctl.open(db_url)
+    system = PersistentMemorySystem(
+        WorkingMemory(), EpisodicMemory(memory), SemanticMemory(memory), SessionStore(memory)
+    )
+    system.close()
+    assert memory.sessions() == []  # still usable
+    memory.close()
