@@ -30,13 +30,14 @@ if TYPE_CHECKING:
 # How long a batch may wait for more lines once it has one. Well under the
 # 100 ms durability promise, long enough to gather a burst.
 MAX_BATCH_WAIT = 0.02
-# How much of a burst goes in one transaction. Only a bulk import fills a
-# batch; there each one costs a few round trips and a commit, so larger is
-# faster: 100,000 lines into PostgreSQL took 3.07 s in batches of 1,000,
-# 2.88 s of 2,000 and 2.70 s of 4,000 (medians of 4 alternating runs).
+# How much of a burst goes in one transaction. Larger is faster (100,000
+# lines into PostgreSQL: 3.07 s in batches of 1,000, 2.70 s of 4,000), but
+# while memctl is behind a burst a line waits for the batches ahead of it:
+# with 4,000 the median line took 100 ms from the pipe to its printed seq
+# and most took longer than the 100 ms record promises; with 1,000, 50 ms.
 # The byte limit keeps the batches in memory (three at most: one being
 # read, one waiting, one being stored) small whatever the lines' size.
-MAX_BATCH_LINES = 4000
+MAX_BATCH_LINES = 1000
 MAX_BATCH_BYTES = 8 << 20
 # A first batch this large is stored on a thread of its own (_Committer):
 # storing 4,000 lines inline kept the reader idle for 100 to 170 ms.
