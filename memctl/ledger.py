@@ -161,7 +161,7 @@ def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
     pending = summary.pending_tool_call
     is_message = event.type == "message"
     if is_message and event.role == "assistant" and event.tool_call is not None:
-        pending = event.tool_call
+        pending = _with_id(event.tool_call, seq)
     elif (
         is_message
         and event.role == "tool"
@@ -179,6 +179,14 @@ def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
         last_activity_at=max(summary.last_activity_at, min(ts, now_ts())),
         pending_tool_call=pending,
     )
+
+
+def _with_id(tool_call: JsonObject, seq: int) -> JsonObject:
+    """The call as the summary keeps it: one recorded without an id gets the id it goes by
+    (``working.call_id``), so that a result naming that id answers it."""
+    if isinstance(tool_call.get("id"), str) and tool_call["id"]:
+        return tool_call
+    return {**tool_call, "id": f"call_{seq}"}
 
 
 def stamp(event: NewEvent, new_id: str, now: str) -> tuple[str, str]:
@@ -215,7 +223,15 @@ class BatchEffect:
     answered: list[str]
 
 
-def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> BatchEffect:
+def batch_effect(
+    events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]
+) -> BatchEffect | None:
+    """The batch's effect, or None when only the general path can tell it.
+
+    A tool call without an id goes by its seq (``_with_id``), which is not
+    known before the claim: such a batch (rare; agents' calls carry ids)
+    takes the general path.
+    """
     messages = 0
     last_message: int | None = None
     sets_pending = False
@@ -227,6 +243,8 @@ def batch_effect(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) 
         messages += 1
         last_message = offset
         if event.role == "assistant" and event.tool_call is not None:
+            if _with_id(event.tool_call, 0) is not event.tool_call:
+                return None
             sets_pending, pending = True, event.tool_call
         elif event.role == "tool" and event.tool_call_id is not None:
             if not sets_pending:

@@ -392,6 +392,8 @@ class SQLiteStore:
             for event, event_id in zip(events, new_ids("e", len(events)), strict=True)
         ]
         effect = batch_effect(events, stamps)
+        if effect is None:
+            return None
         me = writer.identity
         updated = conn.execute(
             APPEND_FAST,

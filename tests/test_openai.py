@@ -192,3 +192,22 @@ def test_library_refuses_the_same(db_url: str) -> None:
         with pytest.raises(memctl.BadInput, match="assistant"):
             session.add_message("user", "hi", tool_call={"id": "c", "name": "ls"})
         assert mem.events(session.id) == []
+
+
+def test_answering_an_id_less_call_by_its_seq_clears_it(db_url: str) -> None:
+    """The summary shows an id-less call as call_<seq>; a result naming that id answers it."""
+    ok(db_url, "record", "-s", "oa-pend", "go")
+    ok(db_url, "record", "-s", "oa-pend", "--role", "assistant", "--tool-call",
+       json.dumps(CALL_NO_ID), "running")  # fmt: skip
+    assert session_of(db_url, "oa-pend")["pending_tool_call"] == {**CALL_NO_ID, "id": "call_2"}
+    ok(db_url, "record", "-s", "oa-pend", "--role", "tool", "--tool-call-id", "call_2", "3 passed")
+    assert session_of(db_url, "oa-pend")["pending_tool_call"] is None
+    # The same within one streamed batch, and in the stored events the call keeps no id.
+    lines = [
+        {"role": "assistant", "content": "again", "tool_call": CALL_NO_ID},
+        {"role": "tool", "content": "ok", "tool_call_id": "call_4"},
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines)
+    assert run_memctl("--db", db_url, "record", "-s", "oa-pend", input=data).returncode == 0
+    assert session_of(db_url, "oa-pend")["pending_tool_call"] is None
+    assert "id" not in as_json(db_url, "show", "oa-pend", "--json")[3]["tool_call"]
