@@ -56,21 +56,23 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
-def unanswered_tool_calls(events: list[Event]) -> list[str]:
-    """Ids of tool calls in ``events`` that no later ``tool`` message answers, in order.
+def unanswered_tool_calls(events: list[Event]) -> list[tuple[str, int]]:
+    """The id and seq of each tool call in ``events`` no later ``tool`` message answers, in order.
 
     A call recorded without an id goes by ``call_<seq>`` (``working.call_id``),
     as in ``resume --format openai``, so it is answered under that id.
     """
-    pending: dict[str, None] = {}
+    pending: dict[str, int] = {}
     for event in events:
         if event.type != "message":
             continue
         if event.role == "assistant" and event.tool_call:
-            pending[call_id(event.tool_call, event.seq)] = None
+            name = call_id(event.tool_call, event.seq)
+            pending.pop(name, None)  # an id used again: the newer call is the open one
+            pending[name] = event.seq
         elif event.role == "tool" and event.tool_call_id:
             pending.pop(event.tool_call_id, None)
-    return list(pending)
+    return list(pending.items())
 
 
 def open(
@@ -428,10 +430,14 @@ class Memory:
                 content=INTERRUPTED_RESULT,
                 tool_call_id=call_id,
                 payload={"interrupted": True},
-                # Deterministic, so two claims never answer the same call twice.
-                id="i_" + hashlib.sha256(f"{session_id}\0{call_id}".encode()).hexdigest()[:32],
+                # Deterministic, so two claims never answer the same call twice;
+                # the call's seq in it, so a call id used again gets its own.
+                id="i_"
+                + hashlib.sha256(f"{session_id}\0{call_id}\0{seq}".encode()).hexdigest()[:32],
             )
-            for call_id in unanswered_tool_calls(self.store.events(session_id, tail=PENDING_SCAN))
+            for call_id, seq in unanswered_tool_calls(
+                self.store.events(session_id, tail=PENDING_SCAN)
+            )
         ]
         if answers:
             self.store.append(session_id, answers, writer)

@@ -14,16 +14,22 @@ def openai_messages(restored: Resumed) -> list[dict[str, object]]:
 
     A claim answers the tool calls a crash left open (``Memory.claim``); a
     peek at an incomplete session claims nothing, so the same answers are
-    added here, to the output only, to keep it a list a chat API accepts.
-    In a live session an open call is still running and is left as it is.
+    added here, to the output only, to keep it a list a chat API accepts;
+    so are answers for calls the claim did not reach (further back than it
+    looks) or that other messages followed. In a live session the call in
+    the newest message may still be running and is left open.
     """
     from .core import INTERRUPTED_RESULT, unanswered_tool_calls
 
     working = WorkingMemory.from_events(restored.messages)
-    if restored.session.status is Status.INCOMPLETE:
-        for call_id in unanswered_tool_calls(restored.messages):
-            # to_openai puts each answer right after its call.
-            working.add_message("tool", INTERRUPTED_RESULT, tool_call_id=call_id)
+    last = restored.messages[-1].seq if restored.messages else None
+    for call_id, seq in unanswered_tool_calls(restored.messages):
+        if seq == last and restored.session.status is not Status.INCOMPLETE:
+            continue  # the newest message of a live session: the call may still be running
+        # A call with messages after it, or in a crashed session, is over. (A
+        # claim stores these answers for the calls among its last 500 events.)
+        # to_openai puts each answer right after its call.
+        working.add_message("tool", INTERRUPTED_RESULT, tool_call_id=call_id)
     return list(working.to_openai())
 
 

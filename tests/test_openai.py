@@ -10,12 +10,15 @@ results recorded late are put right in the output.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
 
 import memctl
-from memctl.models import Event
+from memctl.models import Event, NewEvent
+from memctl.owners import Identity
+from memctl.storage import Writer
 from memctl.working import WorkingMemory
 from tests.conftest import run_memctl
 from tests.test_cli import as_json, cli, dead_pid, ok, session_of
@@ -211,3 +214,53 @@ def test_answering_an_id_less_call_by_its_seq_clears_it(db_url: str) -> None:
     assert run_memctl("--db", db_url, "record", "-s", "oa-pend", input=data).returncode == 0
     assert session_of(db_url, "oa-pend")["pending_tool_call"] is None
     assert "id" not in as_json(db_url, "show", "oa-pend", "--json")[3]["tool_call"]
+
+
+def test_a_call_further_back_than_the_claim_looks_is_answered_in_the_output(
+    db_url: str,
+) -> None:
+    """A call followed by 600 messages: the claim stores no answer, the openai array has one."""
+    dead = dead_pid()
+    sid = "oa-far"
+    with memctl.open(db_url) as mem:
+        store = mem.store
+        writer = Writer(Identity.of(dead))
+        call = {"id": "c1", "name": "ls"}
+        store.append(sid, [NewEvent(type="message", role="assistant", tool_call=call)], writer)
+        store.append(
+            sid,
+            [NewEvent(type="message", role="user", content=f"m{n}") for n in range(600)],
+            writer,
+        )
+    messages = as_json(db_url, "resume", sid, "--format", "openai")
+    assert_chat_valid(messages)
+    assert [m["role"] for m in messages[:3]] == ["assistant", "tool", "user"]
+
+
+def test_a_call_id_used_again_gets_its_own_answer(db_url: str) -> None:
+    """After one claim answered call c1, a later open c1 is answered again on the next claim."""
+    dead = str(dead_pid())
+    sid = "oa-again"
+    call = json.dumps({"id": "c1", "name": "ls"})
+    ok(db_url, "record", "-s", sid, "--owner-pid", dead, "--role", "assistant",
+       "--tool-call", call, "x")  # fmt: skip
+    as_json(db_url, "resume", sid, "--format", "openai")  # answers the first c1
+    ok(db_url, "record", "-s", sid, "--owner-pid", dead, "--role", "assistant",
+       "--tool-call", call, "y")  # fmt: skip
+    ok(db_url, "record", "-s", sid, "--owner-pid", dead, "after")
+    messages = as_json(db_url, "resume", sid, "--force", "--format", "openai")
+    assert_chat_valid(messages)
+    assert [m["role"] for m in messages] == ["assistant", "tool", "assistant", "tool", "user"]
+    assert len(as_json(db_url, "show", sid, "--json")) == 5  # both answers stored
+
+
+def test_a_stale_call_in_a_live_session_is_closed_in_the_output(db_url: str) -> None:
+    """In a live session only a call in the newest message is left open."""
+    live = str(os.getpid())
+    sid = "oa-live"
+    ok(db_url, "record", "-s", sid, "--owner-pid", live, "--role", "assistant",
+       "--tool-call", json.dumps({"id": "c1", "name": "ls"}), "x")  # fmt: skip
+    ok(db_url, "record", "-s", sid, "--owner-pid", live, "next question")
+    messages = as_json(db_url, "resume", sid, "--peek", "--format", "openai")
+    assert_chat_valid(messages)
+    assert len(as_json(db_url, "show", sid, "--json")) == 2  # nothing stored by a peek
