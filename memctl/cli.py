@@ -13,7 +13,7 @@ import gc
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -67,6 +67,12 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Whether this process started with stdout closed (main), and the commands
+# that print nothing on stdout, so need none.
+_stdout_closed = False
+_PRINT_NOTHING = frozenset({"end", "run"})
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
@@ -92,6 +98,12 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
+    if _stdout_closed and ctx.invoked_subcommand not in _PRINT_NOTHING:
+        # Refuse before anything happens: a record or a claim that then
+        # cannot print its result would be worse.
+        raise BadInput(
+            "stdout is closed; nothing done (redirect it to /dev/null to discard the output)"
+        )
     state = state_of(ctx)
     state.url = db
     state.durability = "full" if durable else "normal"
@@ -561,17 +573,24 @@ app.add_typer(db_app, name="db")
 
 
 def main() -> None:
-    # With a standard stream closed (`memctl ... >&-`) Python sets it to None.
-    if sys.stdout is None:
-        # Refuse before anything happens: a record or a claim that then
-        # cannot print its result, or fails half-way, would be worse.
-        if sys.stderr is not None:
-            sys.stderr.write(
-                "memctl: error: stdout is closed; nothing done "
-                "(redirect it to /dev/null to discard the output)\n"
-            )
-        raise SystemExit(2)
+    global _stdout_closed
+    # With a standard stream closed (`memctl ... >&-`, as some supervisors
+    # start programs) Python sets it to None. A closed stdin is no input; a
+    # closed stdout is refused by every command that prints (see _main).
     if sys.stdin is None:
-        # A closed stdin (as some supervisors start programs) is no input.
-        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the process's life)
+        sys.stdin = _null_stream(0, "r")
+    if sys.stdout is None:
+        _stdout_closed = True
+        sys.stdout = _null_stream(1, "w")
     app(prog_name="memctl")
+
+
+def _null_stream(fd: int, mode: str) -> TextIO:
+    """/dev/null as standard stream ``fd``, inherited by children (``memctl run``'s)."""
+    null = os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
+    if null != fd:
+        os.dup2(null, fd)  # inheritable, unlike what os.open returns
+        os.close(null)
+    else:
+        os.set_inheritable(fd, True)
+    return open(fd, mode, encoding="utf-8", closefd=False)  # kept for the process's life

@@ -1159,3 +1159,17 @@ def test_a_message_without_text_is_refused(db_url: str) -> None:
         done = run_memctl("--db", db_url, "record", "-s", "no-text", *args, input=b"")
         assert done.returncode == 0, done.stderr
     assert len(as_json(db_url, "show", "no-text", "--json")) == 3
+
+
+def test_commands_that_print_nothing_run_with_stdout_closed(tmp_path: Path) -> None:
+    """end and run print nothing on stdout, so `>&-` is fine; run's child gets /dev/null."""
+    db = str(tmp_path / "m.db")
+    ok(db, "record", "-s", "closed-end", "hi")
+    base = " ".join(shlex.quote(a) for a in [MEMCTL, "--db", db])
+    for command in ("end closed-end", "run -- sh -c 'echo from the child'"):
+        done = subprocess.run(
+            ["sh", "-c", f"{base} {command} >&-"], capture_output=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    assert session_of(db, "closed-end")["status"] == "ended"
+    assert [s["status"] for s in as_json(db, "list", "--json")] == ["ended", "ended"]
