@@ -578,19 +578,22 @@ def main() -> None:
     # start programs) Python sets it to None. A closed stdin is no input; a
     # closed stdout is refused by every command that prints (see _main).
     if sys.stdin is None:
-        sys.stdin = _null_stream(0, "r")
+        sys.stdin = _null_stream(0)
     if sys.stdout is None:
         _stdout_closed = True
-        sys.stdout = _null_stream(1, "w")
+        sys.stdout = _null_stream(1)
     app(prog_name="memctl")
 
 
-def _null_stream(fd: int, mode: str) -> TextIO:
-    """/dev/null as standard stream ``fd``, inherited by children (``memctl run``'s)."""
-    null = os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
+def _null_stream(fd: int) -> TextIO:
+    """/dev/null as standard stream ``fd`` (0 or 1), inherited by children (``memctl run``'s)."""
+    null = os.open(os.devnull, os.O_WRONLY if fd else os.O_RDONLY)
     if null != fd:
         os.dup2(null, fd)  # inheritable, unlike what os.open returns
         os.close(null)
     else:
         os.set_inheritable(fd, True)
-    return open(fd, mode, encoding="utf-8", closefd=False)  # kept for the process's life
+    # Kept open for the process's life.
+    if fd:
+        return open(fd, "w", encoding="utf-8", closefd=False)
+    return open(fd, encoding="utf-8", closefd=False)
