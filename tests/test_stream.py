@@ -70,17 +70,23 @@ def test_lines_survive_any_chunking(
         stream.READ_SIZE = saved
 
 
-def test_batches_stop_at_the_line_limit_between_reads(tmp_path: Path) -> None:
-    """A burst of input is cut into batches of at most MAX_BATCH_LINES, in order."""
-    count = 3 * stream.MAX_BATCH_LINES + 7
-    path = tmp_path / "input.jsonl"
-    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(count)))
+def _batches_of(path: Path, data: bytes, count: int) -> list[list[stream.Line]]:
+    """The batches read_batches makes of ``data`` (``count`` lines), checked to be in order."""
+    path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
     try:
         batches = list(stream.read_batches(fd, 1 << 20))
     finally:
         os.close(fd)
     assert [line.number for batch in batches for line in batch] == list(range(1, count + 1))
+    return batches
+
+
+def test_batches_stop_at_the_line_limit_between_reads(tmp_path: Path) -> None:
+    """A burst of input is cut into batches of at most MAX_BATCH_LINES, in order."""
+    count = 3 * stream.MAX_BATCH_LINES + 7
+    data = b"".join(b'{"n": %d}\n' % n for n in range(count))
+    batches = _batches_of(tmp_path / "input.jsonl", data, count)
     assert len(batches) > 1
     assert all(len(batch) <= stream.MAX_BATCH_LINES for batch in batches)
 
@@ -89,14 +95,7 @@ def test_batches_stop_at_the_byte_limit(tmp_path: Path) -> None:
     """Large lines are cut into batches of about MAX_BATCH_BYTES, so memory stays bounded."""
     text = b'{"content": "' + b"x" * 99_970 + b'"}\n'
     count = 3 * stream.MAX_BATCH_BYTES // len(text) + 5
-    path = tmp_path / "input.jsonl"
-    path.write_bytes(text * count)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        batches = list(stream.read_batches(fd, 1 << 20))
-    finally:
-        os.close(fd)
-    assert [line.number for batch in batches for line in batch] == list(range(1, count + 1))
+    batches = _batches_of(tmp_path / "input.jsonl", text * count, count)
     assert len(batches) >= 3
     # A batch closes on the line that reaches the limit.
     assert all(
