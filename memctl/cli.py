@@ -542,6 +542,9 @@ def checkpoint(
                 raise BadInput(f"cannot read {state[1:]}: {exc.strerror}") from None
         else:
             raw = state
+        if not raw.strip():
+            where = {"-": "stdin"}.get(state, state[1:] if state.startswith("@") else "--state")
+            raise BadInput(f"--state is empty ({where} held nothing): give JSON, e.g. '{{}}'")
         value = parse_json(raw, "--state")
     written = memory.checkpoint(session_id, writer_for(owner_pid), value, note)
     typer.echo(written.seq)

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from . import core
 from .core import Memory
 from .errors import BadInput, MemctlError
-from .owners import Identity, cli_owner_pid, env_epoch
+from .owners import MAX_PID, Identity, cli_owner_pid, env_epoch
 from .storage import Writer
 
 
@@ -111,7 +111,6 @@ SessionOpt = Annotated[
 ]
 # Bounds keep absurd numbers from reaching SQL as integers SQLite cannot hold.
 MAX_COUNT = 1_000_000_000
-MAX_PID = 1 << 22  # Linux's PID_MAX_LIMIT
 OwnerPidOpt = Annotated[
     int | None,
     typer.Option(

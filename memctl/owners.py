@@ -129,6 +129,10 @@ class Identity:
         )
 
 
+# Linux's PID_MAX_LIMIT: no process id is larger.
+MAX_PID = 1 << 22
+
+
 def cli_owner_pid(explicit: int | None = None) -> int:
     """The owner of CLI writes: ``--owner-pid``, ``MEMCTL_OWNER_PID``, else our parent."""
     if explicit is not None:
@@ -139,7 +143,7 @@ def cli_owner_pid(explicit: int | None = None) -> int:
             pid = int(raw)
         except ValueError:
             pid = 0
-        if pid <= 0:
+        if not 0 < pid <= MAX_PID:
             # A typo here would silently make the caller's shell the owner.
             raise BadInput(f"MEMCTL_OWNER_PID must be a process id, not {raw!r}")
         return pid
@@ -152,9 +156,13 @@ def env_epoch() -> int | None:
     if not raw:
         return None
     try:
-        return int(raw)
+        epoch = int(raw)
     except ValueError:
-        raise BadInput(f"MEMCTL_EPOCH must be a number, not {raw!r}") from None
+        epoch = 0
+    # Epochs count claims from 1; the bound keeps the number within SQL's integers.
+    if not 0 < epoch < 1 << 62:
+        raise BadInput(f"MEMCTL_EPOCH must be a claim's epoch (a positive number), not {raw!r}")
+    return epoch
 
 
 def owner_alive(owner: Owner | None, db_now: float) -> bool:

@@ -26,7 +26,7 @@ from psycopg.types.string import TextLoader
 
 from . import pg_schema
 from .errors import BadInput, StorageUnavailable
-from .pg_conninfo import PgTarget, one_line
+from .pg_conninfo import PgTarget, migration_failure, one_line
 from .storage import Progress
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class PgConnector:
             pg_schema.migrate(conn, self._location, progress)
             conn.prepare_threshold = prepare_threshold
         except psycopg.Error as exc:
-            failure = one_line(str(exc), target.secrets)
+            failure = migration_failure(exc, target.secrets)
         finally:
             if failure is not None or pool_size:
                 conn.close()

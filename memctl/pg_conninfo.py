@@ -89,6 +89,24 @@ def one_line(message: str, secrets: tuple[str, ...]) -> str:
     return " ".join(redact(message, secrets).split()) or "connection failed"
 
 
+# SQLSTATE invalid_schema_name: CREATE TABLE with no schema of the
+# search_path in existence ("no schema has been selected to create in").
+_NO_SCHEMA = "3F000"
+
+
+def migration_failure(error: Exception, secrets: tuple[str, ...]) -> str:
+    """Why a migration failed, in one line a person can act on, with no SQL quoted."""
+    diag = getattr(error, "diag", None)
+    if getattr(diag, "sqlstate", None) == _NO_SCHEMA:
+        return (
+            "no schema named in the search_path exists: create it (CREATE SCHEMA name) "
+            "or fix -csearch_path in the URL's options"
+        )
+    # The server's own message without the statement it quotes ("LINE 1: ...").
+    primary = getattr(diag, "message_primary", None)
+    return one_line(primary if isinstance(primary, str) and primary else str(error), secrets)
+
+
 def _split_own_params(url: str) -> tuple[str, dict[str, str]]:
     base, sep, query = url.partition("?")
     if not sep:

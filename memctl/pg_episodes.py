@@ -52,7 +52,7 @@ from .ledger import (
     writer_owner,
 )
 from .owners import Identity
-from .pg_conninfo import one_line
+from .pg_conninfo import migration_failure
 from .pg_search import EVENT_COLUMNS, build, event_vector, is_connection_lost, query_error
 from .seed import EpisodeEvent, episode_to_new_event
 from .storage import SearchFilters, Writer
@@ -264,7 +264,7 @@ def _migrate(dsn: str, search_path: str | None, where: str, secrets: tuple[str, 
                 conn.execute("SELECT set_config('search_path', %s, false)", (search_path,))
             pg_schema.migrate(conn, where)
     except psycopg.Error as exc:
-        failure = one_line(str(exc), secrets)
+        failure = migration_failure(exc, secrets)
     if failure is not None:
         # Raised outside the except block: libpq's text can quote the URL.
         raise StorageUnavailable(f"cannot migrate {where}: {failure}")

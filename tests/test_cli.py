@@ -807,6 +807,15 @@ def test_checkpoint_bad_state_writes_nothing(tmp_path: Path, state: str) -> None
     assert session_of(db, "cp-bad")["checkpoint"] is None
 
 
+def test_checkpoint_empty_state_says_so(tmp_path: Path) -> None:
+    """--state - with nothing on stdin is exit 2 saying it was empty, not "not valid JSON"."""
+    db = str(tmp_path / "m.db")
+    ok(db, "record", "-s", "cp-empty", "a")
+    done = run_memctl("--db", db, "checkpoint", "-s", "cp-empty", "--state", "-", input=b"")
+    assert done.returncode == 2 and b"--state is empty (stdin held nothing)" in done.stderr
+    assert session_of(db, "cp-empty")["checkpoint"] is None
+
+
 def test_checkpoint_unknown_session_is_not_found(db_url: str) -> None:
     """checkpoint into an unknown session is exit 3."""
     assert cli(db_url, "checkpoint", "-s", "nosuchsession").exit_code == 3
@@ -988,13 +997,19 @@ def test_fact_update_keeps_tags_unless_given(db_url: str) -> None:
 
 
 def test_small_usage_errors_are_exit_2_with_a_message(tmp_path: Path) -> None:
-    """-h works; a bad --role, a bad MEMCTL_OWNER_PID and a directory as --db are exit 2."""
+    """-h works; a bad --role, MEMCTL_OWNER_PID or MEMCTL_EPOCH and a directory as --db: exit 2."""
     db = str(tmp_path / "m.db")
     assert cli(db, "-h").exit_code == 0
     assert "Usage" in cli(db, "show", "-h").output
     assert cli(db, "search", "hello", "--role", "bogus").exit_code == 2
-    bad_pid = cli(db, "record", "-s", "x", "hi", env={"MEMCTL_OWNER_PID": "abc"})
-    assert bad_pid.exit_code == 2 and "MEMCTL_OWNER_PID" in bad_pid.output
+    for name, value in [
+        ("MEMCTL_OWNER_PID", "abc"),
+        ("MEMCTL_OWNER_PID", "9" * 20),  # was an OverflowError in SQLite, exit 1
+        ("MEMCTL_EPOCH", "9" * 23),
+        ("MEMCTL_EPOCH", "0"),
+    ]:
+        bad = cli(db, "record", "-s", "x", "hi", env={name: value})
+        assert bad.exit_code == 2 and name in bad.output, (name, value, bad.output)
     directory = run_memctl("--db", str(tmp_path), "list")
     assert directory.returncode == 2 and b"is a directory" in directory.stderr
 

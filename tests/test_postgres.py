@@ -746,3 +746,15 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
         assert "gave up waiting for a lock" in str(raised[0])
         # Once the holder has let go, the same call works.
         mem.resume(session.id, force=True)[0].end()
+
+
+def test_a_search_path_naming_no_schema_says_so() -> None:
+    """A URL whose search_path names a schema that does not exist: exit 5, one line, no SQL."""
+    require_postgres()
+    separator = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{separator}options=-csearch_path%3Dmemctl_no_such_schema"
+    done = run_memctl("--db", url, "list")
+    assert done.returncode == 5, done.stderr
+    assert b"no schema named in the search_path exists" in done.stderr
+    assert b"LINE 1" not in done.stderr and b"CREATE TABLE" not in done.stderr
+    assert done.stderr.count(b"\n") == 1
