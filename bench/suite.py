@@ -13,6 +13,7 @@ from . import (
     pg_append,
     pg_import,
     pg_resume,
+    record_latency,
     search_pg,
     search_sqlite,
     sqlite_append,
@@ -23,6 +24,7 @@ from .registry import Benchmark
 BENCHMARKS: list[Benchmark] = [
     sqlite_append.BENCHMARK,
     cli_record.BENCHMARK,
+    record_latency.BENCHMARK,
     sqlite_resume.BENCHMARK,
     search_sqlite.BENCHMARK,
     pg_append.BENCHMARK,
