@@ -61,9 +61,13 @@ class EpisodeEvent:
     @classmethod
     def from_event(cls, event: Event) -> EpisodeEvent:
         if event.type == "message" and event.role:
-            # The episode's other keys ride in the event's payload, and so
-            # does a content that was not text (stored as its JSON text too).
-            payload: JsonObject = {"content": event.content, **(event.payload or {})}
+            # The episode's other keys ride in the event's payload; the
+            # message's own content wins over a payload key of that name.
+            payload: JsonObject = dict(event.payload or {})
+            content: Any = event.content
+            if payload.pop(_JSON_CONTENT, None) is True and content is not None:
+                content = json.loads(content)  # saved as JSON text (episode_to_new_event)
+            payload["content"] = content
             payload["tool_call"] = event.tool_call
             if event.tool_call_id is not None:
                 payload["tool_call_id"] = event.tool_call_id
@@ -71,6 +75,10 @@ class EpisodeEvent:
                 parse_ts(event.ts), MESSAGE_PREFIX + event.role, payload, event.session, event.seq
             )
         return cls(parse_ts(event.ts), event.type, event.payload or {}, event.session, event.seq)
+
+
+# Marks a message episode whose content was not text (stored as JSON text).
+_JSON_CONTENT = "memctl_content_is_json"
 
 
 def episode_to_new_event(
@@ -90,9 +98,9 @@ def episode_to_new_event(
         content = payload.pop("content", None)
         if content is not None and not isinstance(content, str):
             # A message's content is text (searched, shown, sent to a model):
-            # it is stored as JSON text, and as given in the payload, so the
-            # episode reads back as it was saved.
-            payload["content"] = content
+            # it is stored as its JSON text, marked so that the episode reads
+            # back as it was saved.
+            payload[_JSON_CONTENT] = True
             content = json.dumps(content, ensure_ascii=False)
         data.update(
             role=role,

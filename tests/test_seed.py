@@ -22,6 +22,8 @@ import memctl
 from memctl import sqlite
 from memctl.episodes import SQLiteEpisodeStorage
 from memctl.errors import BadInput
+from memctl.models import NewEvent
+from memctl.owners import Identity
 from memctl.seed import (
     CheckpointManager,
     EpisodeEvent,
@@ -30,6 +32,7 @@ from memctl.seed import (
     SemanticMemory,
     SessionStore,
 )
+from memctl.storage import Writer
 from memctl.working import WorkingMemory
 
 
@@ -404,3 +407,17 @@ def test_closing_a_system_leaves_the_callers_memory_open(db_url: str) -> None:
     system.close()
     assert memory.sessions() == []  # still usable
     memory.close()
+
+
+def test_message_content_is_stored_once_and_wins_over_the_payload(db_url: str) -> None:
+    """A large non-text content fits the limit once (not twice); a payload key cannot forge it."""
+    system = _system(db_url)
+    big = {"rows": ["x" * 60] * 10_000}  # about 640 kB as JSON text
+    system.episodic.record("session_assistant", {"content": big}, "seed-big")
+    assert system.episodic.get_session("seed-big")[0].payload["content"] == big
+    memory = system.episodic.memory
+    forged = NewEvent(
+        type="message", role="user", content="the real text", payload={"content": "no"}
+    )
+    memory.record("seed-pl", [forged], Writer(Identity.of(os.getpid())))
+    assert system.episodic.get_session("seed-pl")[0].payload["content"] == "the real text"
