@@ -32,7 +32,7 @@ from .ids import parse_ts
 from .inputs import Cleaned, event_from_mapping
 from .models import ROLES, Event, Fact, FactChange, JsonObject, NewEvent, Status
 from .storage import Writer
-from .working import Message, WorkingMemory
+from .working import Message, WorkingMemory, call_id
 
 MESSAGE_PREFIX = "session_"
 
@@ -265,20 +265,30 @@ class PersistentMemorySystem:
         """
         with self._lock:
             messages = self.working.messages
+            open_calls: list[str] = []  # ids of the calls not answered yet, in order
             for index, message in enumerate(messages):
-                if message.seq is not None:
-                    continue
-                payload = {"content": message.content, "tool_call": message.tool_call}
-                if message.tool_call_id is not None:
-                    payload["tool_call_id"] = message.tool_call_id
-                seq = self.episodic.record(
-                    MESSAGE_PREFIX + message.role,
-                    payload,
-                    session_id,
-                    id=_message_key(session_id, index, self._stored.get(session_id, 0), message),
-                )
-                messages[index] = replace(message, seq=seq)
-                self._stored[session_id] = self._stored.get(session_id, 0) + 1
+                if message.seq is None:
+                    key = _message_key(session_id, index, self._stored.get(session_id, 0), message)
+                    answers = message.tool_call_id
+                    if message.role == "tool" and answers is None and open_calls:
+                        # The seed's tool results name no call: one answers the
+                        # latest open call, or the session would show that call
+                        # as interrupted forever.
+                        answers = open_calls[-1]
+                    payload = {"content": message.content, "tool_call": message.tool_call}
+                    if answers is not None:
+                        payload["tool_call_id"] = answers
+                    seq = self.episodic.record(
+                        MESSAGE_PREFIX + message.role, payload, session_id, id=key
+                    )
+                    message = messages[index] = replace(message, seq=seq, tool_call_id=answers)
+                    self._stored[session_id] = self._stored.get(session_id, 0) + 1
+                if message.role == "assistant" and message.tool_call is not None:
+                    open_calls.append(call_id(message.tool_call, message.seq))
+                elif message.tool_call_id in open_calls:
+                    # The latest call with that id is answered.
+                    latest = len(open_calls) - 1 - open_calls[::-1].index(message.tool_call_id)
+                    del open_calls[latest]
             self.session_store.save(session_id, self.working)
 
     def load_session(self, session_id: str) -> WorkingMemory:

@@ -24,6 +24,7 @@ from memctl.episodes import SQLiteEpisodeStorage
 from memctl.errors import BadInput
 from memctl.models import NewEvent
 from memctl.owners import Identity
+from memctl.resume import openai_messages
 from memctl.seed import (
     CheckpointManager,
     EpisodeEvent,
@@ -311,7 +312,19 @@ def test_seed_tool_results_without_a_call_id_are_saved(db_url: str) -> None:
     system.working.add_message("tool", "3 passed")  # the seed's way: no tool_call_id
     system.working.add_message("assistant", "all green")
     system.save_session("seed-tool")
-    assert [e.role for e in system.episodic.memory.events("seed-tool")] == [
+    memory = system.episodic.memory
+    assert [e.role for e in memory.events("seed-tool")] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    # The result answers the call it followed: nothing shows as interrupted.
+    assert memory.events("seed-tool")[2].tool_call_id == "call_2"
+    assert system.working.messages[2].tool_call_id == "call_2"
+    assert memory.get("seed-tool").pending_tool_call is None
+    resumed = memory.restore("seed-tool")
+    assert [m["role"] for m in openai_messages(resumed)] == [
         "user",
         "assistant",
         "tool",
