@@ -297,6 +297,8 @@ class Memory:
             raise BadInput(f"a fact's key is at most {MAX_KEY_LENGTH} characters")
         if any(len(tag) > MAX_KEY_LENGTH for tag in tags):
             raise BadInput(f"a tag is at most {MAX_KEY_LENGTH} characters")
+        if session_id is not None:
+            check_session_id(session_id)
         if seq is not None:
             # The source is a link to follow (show SESSION --around SEQ):
             # refuse one that leads nowhere.

@@ -24,7 +24,7 @@ def openai_messages(restored: Resumed) -> list[dict[str, object]]:
     working = WorkingMemory.from_events(restored.messages)
     last = restored.messages[-1].seq if restored.messages else None
     for call_id, seq in unanswered_tool_calls(restored.messages):
-        if seq == last and restored.session.status is not Status.INCOMPLETE:
+        if seq == last and restored.session.status is Status.ACTIVE:
             continue  # the newest message of a live session: the call may still be running
         # A call with messages after it, or in a crashed session, is over. (A
         # claim stores these answers for the calls among its last 500 events.)

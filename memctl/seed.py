@@ -127,6 +127,7 @@ class EpisodicMemory:
 
     def __init__(self, memory: Memory | None = None) -> None:
         self.memory = memory or core.open()
+        self.opened_memory = memory is None  # PersistentMemorySystem.close() closes it
 
     def record(
         self,
@@ -150,6 +151,7 @@ class SemanticMemory:
 
     def __init__(self, memory: Memory | None = None) -> None:
         self.memory = memory or core.open()
+        self.opened_memory = memory is None  # PersistentMemorySystem.close() closes it
 
     def add(
         self,
@@ -192,6 +194,7 @@ class SessionStore:
 
     def __init__(self, memory: Memory | None = None) -> None:
         self.memory = memory or core.open()
+        self.opened_memory = memory is None  # PersistentMemorySystem.close() closes it
 
     def save(self, session_id: str, working: WorkingMemory) -> None:
         """Mark the session's log as holding ``working``: a checkpoint at its current seq.
@@ -244,9 +247,12 @@ class PersistentMemorySystem:
         return system
 
     def close(self) -> None:
-        """Close the database ``open`` opened; parts given to the constructor stay open."""
+        """Close the databases this system or its parts opened; a ``Memory`` passed in stays open."""
         if self._opened is not None:
             self._opened.close()
+        for part in (self.episodic, self.semantic, self.session_store):
+            if part.opened_memory:
+                part.memory.close()
 
     def __enter__(self) -> PersistentMemorySystem:
         return self

@@ -1144,8 +1144,12 @@ def test_fact_source_must_exist(db_url: str) -> None:
     with memctl.open(db_url) as mem:
         with pytest.raises(memctl.SessionNotFound):
             mem.add_fact("x", session_id="fa-nosuch", seq=1)
-        # Without a seq, a session not recorded yet is fine (the seed's code does that).
+        # Without a seq, a session not recorded yet is fine (the seed's code does that),
+        # but it must be a session id.
         mem.add_fact("y", session_id="fa-later")
+        for bad in ("a\x00b", "\x1b[31mred", "x" * 5000):
+            with pytest.raises(memctl.BadInput):
+                mem.add_fact("z", session_id=bad)
         assert sorted(f.text for f in mem.store.facts()) == ["from two", "y"]
 
 

@@ -264,3 +264,11 @@ def test_a_stale_call_in_a_live_session_is_closed_in_the_output(db_url: str) -> 
     messages = as_json(db_url, "resume", sid, "--peek", "--format", "openai")
     assert_chat_valid(messages)
     assert len(as_json(db_url, "show", sid, "--json")) == 2  # nothing stored by a peek
+
+
+def test_an_ended_sessions_last_call_is_closed_in_the_output(db_url: str) -> None:
+    """Only a live session's newest call may be running: an ended one's is answered."""
+    ok(db_url, "record", "-s", "oa-ended", "--role", "assistant",
+       "--tool-call", json.dumps({"id": "c1", "name": "ls"}), "x")  # fmt: skip
+    ok(db_url, "end", "oa-ended")
+    assert_chat_valid(as_json(db_url, "resume", "oa-ended", "--peek", "--format", "openai"))

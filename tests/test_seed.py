@@ -434,3 +434,17 @@ def test_message_content_is_stored_once_and_wins_over_the_payload(db_url: str) -
     )
     memory.record("seed-pl", [forged], Writer(Identity.of(os.getpid())))
     assert system.episodic.get_session("seed-pl")[0].payload["content"] == "the real text"
+
+
+def test_closing_a_system_closes_what_its_parts_opened(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts built the seed's way (no memory given) open their own; close() closes them."""
+    monkeypatch.setenv("MEMCTL_DB", db_url)
+    system = PersistentMemorySystem(
+        WorkingMemory(), EpisodicMemory(), SemanticMemory(), SessionStore()
+    )
+    system.close()
+    for part in (system.episodic, system.semantic, system.session_store):
+        with pytest.raises(memctl.MemoryClosed):
+            part.memory.get("anything")
