@@ -62,17 +62,19 @@ def unanswered_tool_calls(events: list[Event]) -> list[tuple[str, int]]:
     A call recorded without an id goes by ``call_<seq>`` (``working.call_id``),
     as in ``resume --format openai``, so it is answered under that id.
     """
-    pending: dict[str, int] = {}
+    pending: list[tuple[str, int]] = []
     for event in events:
         if event.type != "message":
             continue
         if event.role == "assistant" and event.tool_call:
-            name = call_id(event.tool_call, event.seq)
-            pending.pop(name, None)  # an id used again: the newer call is the open one
-            pending[name] = event.seq
+            pending.append((call_id(event.tool_call, event.seq), event.seq))
         elif event.role == "tool" and event.tool_call_id:
-            pending.pop(event.tool_call_id, None)
-    return list(pending.items())
+            # A result answers the latest open call with its id (ids can repeat).
+            for index in range(len(pending) - 1, -1, -1):
+                if pending[index][0] == event.tool_call_id:
+                    del pending[index]
+                    break
+    return pending
 
 
 def open(

@@ -110,13 +110,15 @@ class WorkingMemory:
         """
         placed: list[JsonObject] = []
         results: dict[int, list[JsonObject]] = {}  # a call's index in placed -> its result
-        calls: dict[str, int] = {}  # calls not answered yet, by id
+        # Calls not answered yet, by id: where each is in placed, oldest first.
+        # A result answers the latest (an agent may use an id again).
+        calls: dict[str, list[int]] = {}
         for message in self.messages:
             item = message.to_openai()
             if message.role == "tool":
-                at = calls.pop(message.tool_call_id or "", None)
-                if at is not None:
-                    results[at] = [item]
+                waiting = calls.get(message.tool_call_id or "")
+                if waiting:
+                    results[waiting.pop()] = [item]
                     continue
                 item = {
                     "role": "user",
@@ -124,7 +126,7 @@ class WorkingMemory:
                     f"whose call is not in this history:\n{message.content or ''}",
                 }
             elif "tool_calls" in item:
-                calls[item["tool_calls"][0]["id"]] = len(placed)
+                calls.setdefault(item["tool_calls"][0]["id"], []).append(len(placed))
             placed.append(item)
         ordered: list[JsonObject] = []
         for index, item in enumerate(placed):

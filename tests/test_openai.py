@@ -272,3 +272,17 @@ def test_an_ended_sessions_last_call_is_closed_in_the_output(db_url: str) -> Non
        "--tool-call", json.dumps({"id": "c1", "name": "ls"}), "x")  # fmt: skip
     ok(db_url, "end", "oa-ended")
     assert_chat_valid(as_json(db_url, "resume", "oa-ended", "--peek", "--format", "openai"))
+
+
+def test_an_unanswered_call_whose_id_is_used_again_is_answered(db_url: str) -> None:
+    """c1, a user message, c1 again (both open, owner dead): both get an answer, in place."""
+    dead = str(dead_pid())
+    call = json.dumps({"id": "c1", "name": "ls"})
+    for args in (["--role", "assistant", "--tool-call", call, "x"], ["between"],
+                 ["--role", "assistant", "--tool-call", call, "y"]):  # fmt: skip
+        ok(db_url, "record", "-s", "oa-reuse", "--owner-pid", dead, *args)
+    peeked = as_json(db_url, "resume", "oa-reuse", "--peek", "--format", "openai")
+    assert_chat_valid(peeked)
+    claimed = as_json(db_url, "resume", "oa-reuse", "--format", "openai")
+    assert_chat_valid(claimed)
+    assert [m["role"] for m in claimed] == ["assistant", "tool", "user", "assistant", "tool"]
