@@ -56,6 +56,23 @@ from .pg_fast import COPY_FROM, try_append
 from .pg_rows import Row, copy_line, encode, event_row
 from .storage import Writer
 
+# How long a write waits for a session's row lock, as SQLite's busy timeout
+# bounds its writers: a stopped or hung process inside a transaction would
+# otherwise make `resume --force`, or a write into its session, wait forever.
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
+def bound_lock_wait(conn: Connection[DictRow]) -> None:
+    """Let this transaction wait at most LOCK_TIMEOUT_SECONDS for a lock.
+
+    Set for the transaction only (``set_config(..., true)``), so nothing
+    leaks to other clients of a transaction-pooling proxy.
+    """
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, true)", (f"{int(LOCK_TIMEOUT_SECONDS * 1000)}ms",)
+    )
+
+
 _CREATE_SESSION = """
     INSERT INTO sessions (id, created_at, last_activity_at) VALUES (%s, %s, %s)
     ON CONFLICT (id) DO NOTHING
@@ -169,12 +186,16 @@ def _append_general(
 ) -> list[int]:
     """Any append, with ``ledger`` deciding: the path every other case takes.
 
-    Four round trips in the common case: BEGIN, lock the session row, insert
-    and summarise in one statement, COMMIT.
+    Five round trips in the common case: BEGIN, bound the lock wait, lock the
+    session row, insert and summarise in one statement, COMMIT.
     """
     lookup = [str(row[0]) for row, picked in zip(rows, chosen, strict=True) if picked or retry]
     stamp_now = now_ts()
     with conn.transaction():
+        # A round trip more, on this path only: the shortcut (pg_fast) still
+        # waits unbounded, but it runs only for the session's owner, so it can
+        # only queue behind that owner's own writers.
+        bound_lock_wait(conn)
         row = conn.execute(_LOCK_SESSION, (session_id,)).fetchone()
         created = row is None
         if row is None:

@@ -45,7 +45,7 @@ from .ledger import (
     writer_owner,
 )
 from .models import Checkpoint, Event, NewEvent, SessionInfo, Status, event_from_values
-from .pg_append import append_batch, prepare
+from .pg_append import append_batch, bound_lock_wait, prepare
 from .pg_connect import Conn, PgConnector
 from .pg_conninfo import parse_target
 from .pg_copy import PgCopyMethods
@@ -56,11 +56,6 @@ from .storage import Progress, Writer
 # How many sessions ``sessions()`` reads per round trip when the status filter
 # has to finish in Python (active and incomplete share the stored state).
 _PAGE = 200
-# How long a claim or an end waits for the session's row lock, as SQLite's
-# busy timeout bounds its writers: a stopped or hung process inside a
-# transaction would otherwise make `resume --force` wait forever.
-LOCK_TIMEOUT_SECONDS = 30.0
-
 # Every read of a session carries the server's clock, which is what leases
 # and liveness are judged by.
 SESSION_SELECT = """
@@ -179,7 +174,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
     ) -> SessionInfo:
         def take(conn: Conn, *, retry: bool = False) -> SessionInfo:
             with conn.transaction():
-                _bound_lock_wait(conn)
+                bound_lock_wait(conn)
                 row = _session_row(conn, session_id, lock=True)
                 if row is None:
                     raise SessionNotFound(f"no session {session_id}")
@@ -221,7 +216,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
 
         def end(conn: Conn) -> SessionInfo:
             with conn.transaction():
-                _bound_lock_wait(conn)
+                bound_lock_wait(conn)
                 row = conn.execute(
                     "SELECT epoch FROM sessions WHERE id = %s FOR UPDATE", (session_id,)
                 ).fetchone()
@@ -418,17 +413,6 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
 
     def check(self) -> list[str]:
         return self._run(pg_maint.check)
-
-
-def _bound_lock_wait(conn: Conn) -> None:
-    """Let this transaction wait at most LOCK_TIMEOUT_SECONDS for a lock.
-
-    Set for the transaction only (``set_config(..., true)``), so nothing
-    leaks to other clients of a transaction-pooling proxy.
-    """
-    conn.execute(
-        "SELECT set_config('lock_timeout', %s, true)", (f"{int(LOCK_TIMEOUT_SECONDS * 1000)}ms",)
-    )
 
 
 def _session_row(conn: Conn, session_id: str, *, lock: bool) -> DictRow | None:

@@ -99,9 +99,9 @@ def test_paused_agent_is_fenced_after_a_takeover(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stopped agent whose session was taken over writes nothing more and exits 6."""
-    from memctl import postgres, sqlite
+    from memctl import pg_append, sqlite
 
-    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(pg_append, "LOCK_TIMEOUT_SECONDS", 1.0)
     monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 1.0)
     agent = _run(db_url, "1")
     deadline = time.monotonic() + 60

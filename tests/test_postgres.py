@@ -709,17 +709,18 @@ def _wait_for_lock_wait(name: str, timeout: float = 10.0) -> None:
     raise AssertionError("the append never waited for the row lock")
 
 
-@pytest.mark.parametrize("action", ["resume", "end"])
+@pytest.mark.parametrize("action", ["resume", "end", "write"])
 def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
-    """A claim or end waits a bounded time for a row lock a stuck process holds, then exit 5."""
+    """A claim, an end or a write from another process waits a bounded time for a row lock a
+    stuck process holds, then exit 5."""
     import psycopg
 
     import memctl
-    from memctl import postgres
+    from memctl import pg_append
 
-    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(pg_append, "LOCK_TIMEOUT_SECONDS", 0.5)
     with memctl.open(pg_schema_url) as mem:
         session = mem.start()
         session.stop()
@@ -729,8 +730,11 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
             try:
                 if action == "resume":
                     mem.resume(session.id, force=True)
-                else:
+                elif action == "end":
                     mem.end(session.id)
+                else:  # a write by a process that does not own the session
+                    other = Writer(Identity.of(os.getppid()))
+                    mem.store.append(session.id, [NewEvent(type="note")], other)
             except BaseException as exc:
                 raised.append(exc)
 
