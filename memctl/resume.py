@@ -6,7 +6,7 @@ import sys
 
 from .models import Resumed, Status
 from .text import dumps
-from .working import WorkingMemory
+from .working import Message, WorkingMemory
 
 
 def openai_messages(restored: Resumed) -> list[dict[str, object]]:
@@ -22,14 +22,21 @@ def openai_messages(restored: Resumed) -> list[dict[str, object]]:
     from .core import INTERRUPTED_RESULT, unanswered_tool_calls
 
     working = WorkingMemory.from_events(restored.messages)
+    messages = working.messages
     last = restored.messages[-1].seq if restored.messages else None
-    for call_id, seq in unanswered_tool_calls(restored.messages):
-        if seq == last and restored.session.status is Status.ACTIVE:
-            continue  # the newest message of a live session: the call may still be running
-        # A call with messages after it, or in a crashed session, is over. (A
-        # claim stores these answers for the calls among its last 500 events.)
-        # to_openai puts each answer right after its call.
-        working.add_message("tool", INTERRUPTED_RESULT, tool_call_id=call_id)
+    at = {message.seq: index for index, message in enumerate(messages)}
+    answers = [
+        (at[seq], call_id)
+        for call_id, seq in unanswered_tool_calls(restored.messages)
+        # The newest message of a live session: its call may still be running.
+        if not (seq == last and restored.session.status is Status.ACTIVE)
+    ]
+    # A call with messages after it, or in a session that is not active, is
+    # over. (A claim stores these answers for the calls among its last 500
+    # events.) Each answer goes right after its own call, so that a call id
+    # used twice is answered where it was left open.
+    for index, call_id in sorted(answers, reverse=True):
+        messages.insert(index + 1, Message("tool", INTERRUPTED_RESULT, tool_call_id=call_id))
     return list(working.to_openai())
 
 

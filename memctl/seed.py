@@ -64,10 +64,7 @@ class EpisodeEvent:
             # The episode's other keys ride in the event's payload; the
             # message's own content wins over a payload key of that name.
             payload: JsonObject = dict(event.payload or {})
-            content: Any = event.content
-            if payload.pop(_JSON_CONTENT, None) is True and content is not None:
-                content = json.loads(content)  # saved as JSON text (episode_to_new_event)
-            payload["content"] = content
+            payload["content"] = _episode_content(event.content, payload)
             payload["tool_call"] = event.tool_call
             if event.tool_call_id is not None:
                 payload["tool_call_id"] = event.tool_call_id
@@ -79,6 +76,34 @@ class EpisodeEvent:
 
 # Marks a message episode whose content was not text (stored as JSON text).
 _JSON_CONTENT = "memctl_content_is_json"
+
+
+def _episode_content(text: str | None, payload: JsonObject) -> Any:
+    """A message episode's content as saved: its text, or the JSON value that text holds.
+
+    Takes ``_JSON_CONTENT`` out of ``payload``. The value is used only when
+    the text is exactly its JSON form, so a payload key cannot stand in for
+    the message's own content. (An earlier memctl kept the value in the
+    payload's ``content`` too, without the marker: that value is read back.)
+    """
+    marked = payload.pop(_JSON_CONTENT, None) is True
+    if text is None:
+        return None
+    kept = payload.get("content")
+    if kept is not None and not isinstance(kept, str) and _json_text(kept) == text:
+        return kept
+    if marked:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        if _json_text(value) == text:
+            return value
+    return text
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def episode_to_new_event(
@@ -96,12 +121,13 @@ def episode_to_new_event(
     role = event_type[len(MESSAGE_PREFIX) :] if event_type.startswith(MESSAGE_PREFIX) else None
     if role in ROLES:
         content = payload.pop("content", None)
+        payload.pop(_JSON_CONTENT, None)  # memctl's own mark, set below only
         if content is not None and not isinstance(content, str):
             # A message's content is text (searched, shown, sent to a model):
             # it is stored as its JSON text, marked so that the episode reads
             # back as it was saved.
             payload[_JSON_CONTENT] = True
-            content = json.dumps(content, ensure_ascii=False)
+            content = _json_text(content)
         data.update(
             role=role,
             content=content,
@@ -277,10 +303,11 @@ class PersistentMemorySystem:
                     key = _message_key(session_id, index, self._stored.get(session_id, 0), message)
                     answers = message.tool_call_id
                     if message.role == "tool" and answers is None and open_calls:
-                        # The seed's tool results name no call: one answers the
-                        # latest open call, or the session would show that call
-                        # as interrupted forever.
-                        answers = open_calls[-1]
+                        # The seed's tool results name no call: they answer the
+                        # open calls in the order the calls were made (as chat
+                        # APIs list results), or the session would show those
+                        # calls as interrupted forever.
+                        answers = open_calls[0]
                     payload = {"content": message.content, "tool_call": message.tool_call}
                     if answers is not None:
                         payload["tool_call_id"] = answers
@@ -292,9 +319,7 @@ class PersistentMemorySystem:
                 if message.role == "assistant" and message.tool_call is not None:
                     open_calls.append(call_id(message.tool_call, message.seq))
                 elif message.tool_call_id in open_calls:
-                    # The latest call with that id is answered.
-                    latest = len(open_calls) - 1 - open_calls[::-1].index(message.tool_call_id)
-                    del open_calls[latest]
+                    open_calls.remove(message.tool_call_id)  # the first open call with that id
             self.session_store.save(session_id, self.working)
 
     def load_session(self, session_id: str) -> WorkingMemory:

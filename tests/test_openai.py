@@ -286,3 +286,16 @@ def test_an_unanswered_call_whose_id_is_used_again_is_answered(db_url: str) -> N
     claimed = as_json(db_url, "resume", "oa-reuse", "--format", "openai")
     assert_chat_valid(claimed)
     assert [m["role"] for m in claimed] == ["assistant", "tool", "user", "assistant", "tool"]
+
+
+def test_a_live_sessions_running_call_keeps_its_id_to_itself(db_url: str) -> None:
+    """c1 left open, then c1 again as the newest message of a live session: the old one is
+    answered where it was left, the newest stays open."""
+    live = str(os.getpid())
+    call = json.dumps({"id": "c1", "name": "ls"})
+    for args in (["--role", "assistant", "--tool-call", call, "x"], ["between"],
+                 ["--role", "assistant", "--tool-call", call, "y"]):  # fmt: skip
+        ok(db_url, "record", "-s", "oa-run", "--owner-pid", live, *args)
+    messages = as_json(db_url, "resume", "oa-run", "--peek", "--format", "openai")
+    assert [m["role"] for m in messages] == ["assistant", "tool", "user", "assistant"]
+    assert_chat_valid(messages, open_call_at_end=True)

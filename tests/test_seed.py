@@ -448,3 +448,36 @@ def test_closing_a_system_closes_what_its_parts_opened(
     for part in (system.episodic, system.semantic, system.session_store):
         with pytest.raises(memctl.MemoryClosed):
             part.memory.get("anything")
+
+
+def test_seed_tool_results_answer_open_calls_in_call_order(db_url: str) -> None:
+    """Two calls, then their two results: each result is stored as the answer to its own call."""
+    system = _system(db_url)
+    system.working.add_message("user", "read a.py and b.py")
+    system.working.add_message("assistant", "reading a", tool_call={"name": "read", "id": "A"})
+    system.working.add_message("assistant", "reading b", tool_call={"name": "read", "id": "B"})
+    system.working.add_message("tool", "contents of a.py")
+    system.working.add_message("tool", "contents of b.py")
+    system.save_session("seed-two")
+    stored = system.episodic.memory.events("seed-two")
+    assert [(e.content, e.tool_call_id) for e in stored[3:]] == [
+        ("contents of a.py", "A"),
+        ("contents of b.py", "B"),
+    ]
+
+
+def test_episode_content_reads_back_whatever_the_payload_says(db_url: str) -> None:
+    """memctl's JSON-content mark in a caller's payload cannot break or bend reading."""
+    system = _system(db_url)
+    memory = system.episodic.memory
+    writer = Writer(Identity.of(os.getpid()))
+    marked = {"memctl_content_is_json": True}
+    memory.record(
+        "seed-mark", [NewEvent(type="message", role="user", content="hi", payload=marked)], writer
+    )
+    # As an earlier memctl wrote a non-text content: the value in the payload, its text in content.
+    old = NewEvent(type="message", role="user", content='{"a": 1}', payload={"content": {"a": 1}})
+    memory.record("seed-mark", [old], writer)
+    system.episodic.record("session_user", {"content": "42", **marked}, "seed-mark")
+    read = [e.payload["content"] for e in system.episodic.get_session("seed-mark")]
+    assert read == ["hi", {"a": 1}, "42"]
