@@ -181,6 +181,14 @@ def summarise(summary: Summary, event: NewEvent, seq: int, ts: str) -> Summary:
     )
 
 
+def _activity(newest: str, events: Sequence[NewEvent]) -> str:
+    """The batch's newest time, but never later than now (see ``summarise``).
+
+    Only a caller's own times need the clamp; the usual batch has none.
+    """
+    return min(newest, now_ts()) if any(event.ts for event in events) else newest
+
+
 def _with_id(tool_call: JsonObject, seq: int) -> JsonObject:
     """The call as the summary keeps it: one recorded without an id gets the id it goes by
     (``working.call_id``), so that a result naming that id answers it."""
@@ -256,7 +264,7 @@ def batch_effect(
         count=len(events),
         messages=messages,
         last_message=last_message,
-        newest=min(max(ts for _, ts in stamps), now_ts()),
+        newest=_activity(max(ts for _, ts in stamps), events),
         sets_pending=sets_pending,
         pending=pending,
         answered=answered,
