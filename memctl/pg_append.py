@@ -192,9 +192,8 @@ def _append_general(
     lookup = [str(row[0]) for row, picked in zip(rows, chosen, strict=True) if picked or retry]
     stamp_now = now_ts()
     with conn.transaction():
-        # A round trip more, on this path only: the shortcut (pg_fast) still
-        # waits unbounded, but it runs only for the session's owner, so it can
-        # only queue behind that owner's own writers.
+        # A round trip more, on this path only: the shortcut (pg_fast), one
+        # statement for the owner's common append, still waits without a bound.
         bound_lock_wait(conn)
         row = conn.execute(_LOCK_SESSION, (session_id,)).fetchone()
         created = row is None

@@ -201,6 +201,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
     def touch(self, session_id: str, writer: Writer) -> None:
         def beat(conn: Conn) -> None:
             with conn.transaction():
+                bound_lock_wait(conn)
                 row = _session_row(conn, session_id, lock=True)
                 if row is None:
                     raise SessionNotFound(f"no session {session_id}")
@@ -363,6 +364,7 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
 
         def write(conn: Conn) -> Checkpoint:
             with conn.transaction():
+                bound_lock_wait(conn)
                 row = _session_row(conn, session_id, lock=True)
                 if row is None:
                     raise SessionNotFound(f"no session {session_id}")

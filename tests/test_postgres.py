@@ -709,7 +709,7 @@ def _wait_for_lock_wait(name: str, timeout: float = 10.0) -> None:
     raise AssertionError("the append never waited for the row lock")
 
 
-@pytest.mark.parametrize("action", ["resume", "end", "write"])
+@pytest.mark.parametrize("action", ["resume", "end", "write", "checkpoint", "touch"])
 def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
@@ -732,9 +732,13 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
                     mem.resume(session.id, force=True)
                 elif action == "end":
                     mem.end(session.id)
-                else:  # a write by a process that does not own the session
+                elif action == "write":  # by a process that does not own the session
                     other = Writer(Identity.of(os.getppid()))
                     mem.store.append(session.id, [NewEvent(type="note")], other)
+                elif action == "checkpoint":
+                    mem.store.checkpoint(session.id, {}, None, Writer(Identity.of(os.getppid())))
+                else:
+                    mem.store.touch(session.id, Writer(Identity.of(os.getpid())))
             except BaseException as exc:
                 raised.append(exc)
 
