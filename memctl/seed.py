@@ -141,6 +141,19 @@ def episode_to_new_event(
     return event_from_mapping(data, Cleaned(), chat_rules=False)
 
 
+def _turn_after(turn: list[str], message: Message) -> list[str]:
+    """The open calls of the latest turn once ``message`` is added (see save_session)."""
+    if message.role == "assistant" and message.tool_call is not None:
+        return [*turn, call_id(message.tool_call, message.seq)]
+    if message.role == "tool":
+        # A result answers the latest open call with its id, as memctl reads it.
+        for index in range(len(turn) - 1, -1, -1):
+            if turn[index] == message.tool_call_id:
+                return turn[:index] + turn[index + 1 :]
+        return turn
+    return []  # any other message ends the turn
+
+
 def _writer(memory: Memory, session_id: str) -> Writer:
     # The seed's calls name sessions by id. If this process claimed the session
     # (welcome_back, resume, start, attach) they write with that claim, so a
@@ -297,17 +310,20 @@ class PersistentMemorySystem:
         """
         with self._lock:
             messages = self.working.messages
-            open_calls: list[str] = []  # ids of the calls not answered yet, in order
+            # The calls of the latest turn (assistant calls with no other
+            # message since) that no result has answered yet, in order.
+            turn: list[str] = []
             for index, message in enumerate(messages):
                 if message.seq is None:
                     key = _message_key(session_id, index, self._stored.get(session_id, 0), message)
                     answers = message.tool_call_id
-                    if message.role == "tool" and answers is None and open_calls:
+                    if message.role == "tool" and answers is None and turn:
                         # The seed's tool results name no call: they answer the
-                        # open calls in the order the calls were made (as chat
-                        # APIs list results), or the session would show those
-                        # calls as interrupted forever.
-                        answers = open_calls[0]
+                        # turn's open calls in the order the calls were made (as
+                        # chat APIs list results), or the session would show
+                        # those calls as interrupted forever. An older call left
+                        # open (its tool failed) is not theirs.
+                        answers = turn[0]
                     payload = {"content": message.content, "tool_call": message.tool_call}
                     if answers is not None:
                         payload["tool_call_id"] = answers
@@ -316,10 +332,7 @@ class PersistentMemorySystem:
                     )
                     message = messages[index] = replace(message, seq=seq, tool_call_id=answers)
                     self._stored[session_id] = self._stored.get(session_id, 0) + 1
-                if message.role == "assistant" and message.tool_call is not None:
-                    open_calls.append(call_id(message.tool_call, message.seq))
-                elif message.tool_call_id in open_calls:
-                    open_calls.remove(message.tool_call_id)  # the first open call with that id
+                turn = _turn_after(turn, message)
             self.session_store.save(session_id, self.working)
 
     def load_session(self, session_id: str) -> WorkingMemory:

@@ -481,3 +481,24 @@ def test_episode_content_reads_back_whatever_the_payload_says(db_url: str) -> No
     system.episodic.record("session_user", {"content": "42", **marked}, "seed-mark")
     read = [e.payload["content"] for e in system.episodic.get_session("seed-mark")]
     assert read == ["hi", {"a": 1}, "42"]
+
+
+def test_a_call_left_open_in_an_earlier_turn_is_not_answered_by_a_later_result(
+    db_url: str,
+) -> None:
+    """Call A's tool failed (no result); after the user's next message, call B's result is B's."""
+    system = _system(db_url)
+    w = system.working
+    w.add_message("user", "read a.py")
+    w.add_message("assistant", "reading", tool_call={"name": "read", "id": "A"})
+    w.add_message("user", "never mind, read b.py")
+    w.add_message("assistant", "reading", tool_call={"name": "read", "id": "B"})
+    w.add_message("tool", "contents of b.py")
+    # And with an id used twice, a named result answers the latest call with it.
+    w.add_message("assistant", "again", tool_call={"name": "read", "id": "A"})
+    w.add_message("assistant", "and c", tool_call={"name": "read", "id": "C"})
+    w.add_message("tool", "named", tool_call_id="A")
+    w.add_message("tool", "contents of c.py")
+    system.save_session("seed-stale")
+    stored = system.episodic.memory.events("seed-stale")
+    assert [e.tool_call_id for e in stored if e.role == "tool"] == ["B", "A", "C"]
