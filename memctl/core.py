@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import AmbiguousSession, BadInput, MemoryClosed, NotFound, SessionNotFound
+from .errors import (
+    AmbiguousSession,
+    BadInput,
+    MemoryClosed,
+    NotFound,
+    SessionNotFound,
+    StorageUnavailable,
+)
 from .ids import new_id, parse_when
 from .inputs import Cleaned, check_size, clean_value, event_from_mapping, max_event_bytes
 from .models import (
@@ -528,6 +535,8 @@ class Session:
         while not self._stop.wait(interval):
             try:
                 self.memory.store.touch(self.id, self.writer)
+            except StorageUnavailable:
+                continue  # a lock held too long, a network blip: try again next beat
             except Exception:
                 # Fenced out, session gone, store closed or unreachable: the
                 # next real write reports it; a background thread must not.
