@@ -141,17 +141,20 @@ def episode_to_new_event(
     return event_from_mapping(data, Cleaned(), chat_rules=False)
 
 
-def _turn_after(turn: list[str], message: Message) -> list[str]:
-    """The open calls of the latest turn once ``message`` is added (see save_session)."""
+def _turn_after(turn: list[str], previous: Message | None, message: Message) -> list[str]:
+    """The open calls of the latest turn once ``message`` follows ``previous`` (see
+    save_session): a call after anything but a call starts a new turn, a result takes its
+    call out (the first open one with its id: results come in call order), and any other
+    message ends the turn."""
     if message.role == "assistant" and message.tool_call is not None:
-        return [*turn, call_id(message.tool_call, message.seq)]
+        same_turn = previous is not None and previous.role == "assistant" and previous.tool_call
+        return [*(turn if same_turn else []), call_id(message.tool_call, message.seq)]
     if message.role == "tool":
-        # A result answers the latest open call with its id, as memctl reads it.
-        for index in range(len(turn) - 1, -1, -1):
-            if turn[index] == message.tool_call_id:
-                return turn[:index] + turn[index + 1 :]
+        if message.tool_call_id in turn:
+            turn = list(turn)
+            turn.remove(message.tool_call_id)
         return turn
-    return []  # any other message ends the turn
+    return []
 
 
 def _writer(memory: Memory, session_id: str) -> Writer:
@@ -310,9 +313,10 @@ class PersistentMemorySystem:
         """
         with self._lock:
             messages = self.working.messages
-            # The calls of the latest turn (assistant calls with no other
-            # message since) that no result has answered yet, in order.
+            # The calls of the latest turn (the assistant's calls since the last
+            # other message or result) that no result has answered yet, in order.
             turn: list[str] = []
+            previous: Message | None = None
             for index, message in enumerate(messages):
                 if message.seq is None:
                     key = _message_key(session_id, index, self._stored.get(session_id, 0), message)
@@ -332,7 +336,8 @@ class PersistentMemorySystem:
                     )
                     message = messages[index] = replace(message, seq=seq, tool_call_id=answers)
                     self._stored[session_id] = self._stored.get(session_id, 0) + 1
-                turn = _turn_after(turn, message)
+                turn = _turn_after(turn, previous, message)
+                previous = message
             self.session_store.save(session_id, self.working)
 
     def load_session(self, session_id: str) -> WorkingMemory:

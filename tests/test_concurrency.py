@@ -165,4 +165,6 @@ def test_a_held_sqlite_lock_is_waited_for_once(tmp_path: Path, monkeypatch: Monk
         assert 1.9 <= waited < 3.5, waited
         # The connection's own timeout is back to the full value: the next write works.
         assert mem.start(session_id="after").id == "after"
-        assert mem.store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2000  # type: ignore[attr-defined]
+        store = mem.store
+        assert isinstance(store, sqlite.SQLiteStore)
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2000

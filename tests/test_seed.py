@@ -502,3 +502,31 @@ def test_a_call_left_open_in_an_earlier_turn_is_not_answered_by_a_later_result(
     system.save_session("seed-stale")
     stored = system.episodic.memory.events("seed-stale")
     assert [e.tool_call_id for e in stored if e.role == "tool"] == ["B", "A", "C"]
+
+
+def test_seed_results_in_the_usual_loop_answer_their_own_calls(db_url: str) -> None:
+    """Call A fails (no result), then call B and its result, call C and its result: no shift;
+    and calls A, X, A then three results go to them in call order."""
+    system = _system(db_url)
+    w = system.working
+    w.add_message("user", "go")
+    w.add_message("assistant", "a", tool_call={"name": "read", "id": "A"})
+    w.add_message("assistant", "b", tool_call={"name": "read", "id": "B"})  # A's tool failed
+    w.add_message("tool", "out b")
+    w.add_message("assistant", "c", tool_call={"name": "grep", "id": "C"})
+    w.add_message("tool", "out c")
+    w.add_message("user", "again")
+    for name in ("A", "X", "A"):
+        w.add_message("assistant", name, tool_call={"name": name, "id": name})
+    for text in ("read 1", "grep", "read 2"):
+        w.add_message("tool", text)
+    system.save_session("seed-loop")
+    tools = [(e.content, e.tool_call_id) for e in system.episodic.memory.events("seed-loop")]
+    tools = [t for t in tools if t[0] and t[0].startswith(("out", "read", "grep"))]
+    assert tools == [
+        ("out b", "A"),  # a call right after a call is the same turn: the first open one
+        ("out c", "C"),  # a call after a result starts a new turn: no shift onto C
+        ("read 1", "A"),
+        ("grep", "X"),
+        ("read 2", "A"),
+    ]
