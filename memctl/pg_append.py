@@ -53,7 +53,7 @@ from .ledger import (
 )
 from .models import NewEvent
 from .pg_fast import COPY_FROM, try_append
-from .pg_rows import Row, copy_line, encode, event_row
+from .pg_rows import Row, copy_template, encode, event_row
 from .storage import Writer
 
 # How long a write waits for a session's row lock, as SQLite's busy timeout
@@ -124,9 +124,9 @@ class Batch:
     """A batch of events ready to store: everything but the database work.
 
     ``chosen[i]`` says the caller picked event i's id (so it may exist
-    already); ``rows`` are the stored values (``pg_rows``), and ``lines``
-    the same as COPY lines when the batch is large enough to be copied in
-    (``pg_fast.COPY_FROM``); ``effect`` is what the batch does to the session
+    already); ``rows`` are the stored values (``pg_rows``), and ``copy``
+    their ``COPY`` data, seqs left out (``pg_rows.copy_template``), when the
+    batch is large enough to be copied in (``pg_fast.COPY_FROM``); ``effect`` is what the batch does to the session
     summary (``ledger.batch_effect``).
     """
 
@@ -134,12 +134,14 @@ class Batch:
     stamps: Sequence[tuple[str, str]]
     chosen: Sequence[bool]
     rows: Sequence[Row]
-    lines: Sequence[str] | None
+    copy: bytes | None
     effect: BatchEffect | None
 
 
-def prepare(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> Batch:
-    """Build the batch for ``events`` stored under their ``stamps`` (id, ts)."""
+def prepare(
+    session_id: str, events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]
+) -> Batch:
+    """Build the batch for ``events`` stored in ``session_id`` under their ``stamps`` (id, ts)."""
     rows = [
         event_row(event, event_id, ts) for event, (event_id, ts) in zip(events, stamps, strict=True)
     ]
@@ -148,7 +150,7 @@ def prepare(events: Sequence[NewEvent], stamps: Sequence[tuple[str, str]]) -> Ba
         stamps=stamps,
         chosen=[event.id is not None for event in events],
         rows=rows,
-        lines=[copy_line(row) for row in rows] if len(rows) >= COPY_FROM else None,
+        copy=copy_template(session_id, rows) if len(rows) >= COPY_FROM else None,
         effect=batch_effect(events, stamps) if events else None,
     )
 
@@ -166,7 +168,7 @@ def append_batch(
         picked = [
             event_id for (event_id, _), mine in zip(batch.stamps, batch.chosen, strict=True) if mine
         ]
-        first = try_append(conn, session_id, batch.rows, batch.lines, batch.effect, writer, picked)
+        first = try_append(conn, session_id, batch.rows, batch.copy, batch.effect, writer, picked)
         if first is not None:
             return list(range(first, first + len(batch.events)))
     return _append_general(

@@ -43,7 +43,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, TupleRow, tuple_row
 
 from .ledger import BatchEffect, dumps
-from .pg_rows import COLUMNS, Row, copy_line, encode
+from .pg_rows import COLUMNS, Row, encode
 from .storage import Writer
 
 # Claim the batch's seqs: the summary update, only if the session is in the
@@ -113,7 +113,7 @@ _APPEND_ONE = f"""
 
 
 # Batches this large are copied in: COPY text costs the server less to read
-# than a jsonb array (about 7 µs an event less here), and the lines are made
+# than a jsonb array (about 7 µs an event less here), and the data is made
 # before the batch reaches the storing thread (pg_rows), for three more round
 # trips (BEGIN, the claim, COMMIT) than one statement.
 COPY_FROM = 64
@@ -141,7 +141,7 @@ def try_append(
     conn: Connection[DictRow],
     session_id: str,
     rows: Sequence[Row],
-    lines: Sequence[str] | None,
+    copy_data: bytes | None,
     effect: BatchEffect,
     writer: Writer,
     chosen: Sequence[str],
@@ -149,7 +149,8 @@ def try_append(
     """Append the batch in one transaction; its first seq, or None for the general path.
 
     ``rows`` are the events' values (``pg_rows``), in batch order, and
-    ``lines`` the same as COPY lines, given for a batch to be copied in;
+    ``copy_data`` their ``COPY`` data with the seqs left out
+    (``pg_rows.copy_template``), given for a batch to be copied in;
     ``chosen`` the ids the caller picked, which may exist already. Nothing is
     stored when None is returned.
     """
@@ -173,23 +174,18 @@ def try_append(
     }
     cursor = _cursor(conn)
     try:
-        if lines is not None:
-            session = copy_line([session_id])
+        if copy_data is not None:
             # A savepoint instead when the caller's transaction is open.
             with conn.transaction():
                 row = cursor.execute(_CLAIM, params).fetchone()
                 if row is None:
                     return None  # not the common state: nothing changed
                 base = int(row[0])
+                data = copy_data % tuple(range(base + 1, base + 1 + len(rows)))
                 with cursor.copy(_COPY) as copy:
-                    copy.write(
-                        "".join(
-                            [
-                                f"{session}\t{seq}\t{line}\n"
-                                for seq, line in enumerate(lines, base + 1)
-                            ]
-                        )
-                    )
+                    # The data is UTF-8; a connection set to another client
+                    # encoding gets text, which psycopg encodes for it.
+                    copy.write(data if conn.info.encoding == "utf-8" else data.decode("utf-8"))
             return base + 1
         if len(rows) == 1:
             params.update(zip(_ONE, rows[0], strict=True))

@@ -7,10 +7,12 @@ to one round trip whatever its size, and the encoding is ``json.dumps`` (C)
 on the way out. psycopg's text-format arrays, the obvious alternative,
 escape every element in Python, which cost about 40 µs an event here.
 
-A large batch (a bulk import) is copied in (``pg_fast``): each row becomes
-the text of a ``COPY`` line (``copy_line``) when the batch is prepared, on
-the reader's thread, so the storing thread only puts the seqs in front once
-the claim has fixed them, and sends the whole batch in one write.
+A large batch (a bulk import) is copied in (``pg_fast``). Its ``COPY`` data
+is made whole when the batch is prepared, on the reader's thread, as a
+template (``copy_template``) with a ``%d`` where each row's seq goes: the
+seqs are fixed only by the claim, on the storing thread, which then fills
+them in with one ``%`` and sends the result in one write. Made there line by
+line, the data kept the server waiting about 2 ms a batch of 1,000.
 
 The JSON columns (``tool_call``, ``payload``) travel as strings holding the
 text ``ledger.dumps`` made, and are cast to ``json`` on insert, so the stored
@@ -63,6 +65,20 @@ def _copy_field(value: str | None) -> str:
             .replace("\r", "\\r")
         )
     return value  # the common case: four scans, no copy
+
+
+def copy_template(session_id: str, rows: Sequence[Row]) -> bytes:
+    """The ``COPY`` data of ``rows`` in ``session_id``, each seq a ``%d`` placeholder.
+
+    ``template % tuple(seqs)`` gives the data; every other ``%`` is doubled.
+    A line holds no raw newline (``copy_line`` escapes them), so the prefix
+    goes in front of each line with one ``replace``.
+    """
+    prefix = copy_line([session_id]).replace("%", "%%") + "\t%d\t"
+    body = "\n".join([copy_line(row) for row in rows])
+    if "%" in body:
+        body = body.replace("%", "%%")
+    return (prefix + body.replace("\n", "\n" + prefix) + "\n").encode("utf-8")
 
 
 def encode(values: Sequence[Row] | Sequence[str]) -> str:

@@ -321,7 +321,9 @@ class PostgresStore(PgSearchMethods, PgFactMethods, PgCopyMethods):
         # lost acknowledgement then finds its events instead of adding copies.
         now = now_ts()  # one time for the batch, as on SQLite
         fresh = new_ids("e", len(events))
-        batch = prepare(events, [stamp(e, i, now) for e, i in zip(events, fresh, strict=True)])
+        batch = prepare(
+            session_id, events, [stamp(e, i, now) for e, i in zip(events, fresh, strict=True)]
+        )
         return lambda: self._run(
             lambda conn: append_batch(conn, session_id, batch, writer, retry=False),
             lambda conn: append_batch(conn, session_id, batch, writer, retry=True),

@@ -24,7 +24,7 @@ from memctl import ledger
 from memctl.ledger import Summary, summarise
 from memctl.models import NewEvent
 from memctl.owners import Identity
-from memctl.storage import NO_FILTERS, Store, Writer
+from memctl.storage import NO_FILTERS, SearchFilters, Store, Writer
 
 CALL_IDS = ["c1", "c2", "c3"]
 
@@ -33,8 +33,9 @@ def _event(kind: str, call: str | None) -> NewEvent:
     if kind == "user":
         return NewEvent(type="message", role="user", content="hello")
     if kind == "escapes":
-        # What COPY's text format escapes, and what looks like its escapes.
-        text = "tab\there\nnew\rline \\N back\\slash \\. end"
+        # What COPY's text format escapes, what looks like its escapes, and
+        # what looks like the placeholders of pg_rows.copy_template.
+        text = "tab\there\nnew\rline \\N back\\slash \\. end 100% %d %s %%"
         return NewEvent(type="message", role="user", content=text, payload={"raw": text})
     if kind == "call":
         tool_call: dict[str, Any] = {"name": "grep", "arguments": {"q": "x"}}
@@ -172,11 +173,36 @@ def test_bulk_batches_summary_matches_ledger(
     assert [event.payload for event in stored] == [e.payload for batch in plan for e in batch]
 
 
+def test_bulk_batch_keeps_every_kind_of_event_exactly(store: Store) -> None:
+    """A batch large enough to be copied in, with each kind of event (escapes too), round-trips.
+
+    No call without an id: that batch would take the general path (``_needs_general``).
+    """
+    kinds = ["user", "escapes", "call", "answer", "note"]
+    batch = [_event(kinds[n % len(kinds)], CALL_IDS[n % 3]) for n in range(120)]
+    assert not _needs_general(batch)
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_kinds", None, {}, me)
+    seqs = store.append(info.id, batch, Writer(me.identity, info.epoch))
+    assert seqs == list(range(1, 121))
+    stored = store.events(info.id)
+    assert [(e.role, e.content, e.tool_call, e.tool_call_id, e.payload) for e in stored] == [
+        (e.role, e.content, e.tool_call, e.tool_call_id, e.payload) for e in batch
+    ]
+    escapes = [
+        seq
+        for seq, event in zip(seqs, batch, strict=True)
+        if event.payload == {"raw": event.content}
+    ]
+    hits = store.search("100", SearchFilters(limit=100))
+    assert sorted(hit.seq for hit in hits) == escapes  # indexed as well as stored
+
+
 def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str) -> None:
     """A COPY that hits a taken id rolls back the claim too; the caller goes the general way."""
     from memctl import pg_fast
     from memctl.ledger import batch_effect
-    from memctl.pg_rows import copy_line, event_row
+    from memctl.pg_rows import copy_template, event_row
     from memctl.postgres import PostgresStore
 
     store = PostgresStore(pg_schema_url)
@@ -191,10 +217,10 @@ def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str
         stamps[70] = (taken, stamps[70][1])  # not announced as chosen: only COPY finds it
         rows = [event_row(e, i, ts) for e, (i, ts) in zip(batch, stamps, strict=True)]
         with psycopg_connect(pg_schema_url) as conn:
-            lines = [copy_line(row) for row in rows]
             effect = batch_effect(batch, stamps)
             assert effect is not None
-            first = pg_fast.try_append(conn, info.id, rows, lines, effect, writer, [])
+            data = copy_template(info.id, rows)
+            first = pg_fast.try_append(conn, info.id, rows, data, effect, writer, [])
             # The same connection (and its kept cursor) takes the next batch after the error.
             fresh = [(f"e_fresh_{n}", ts) for n, (_, ts) in enumerate(stamps)]
             again = [event_row(e, i, ts) for e, (i, ts) in zip(batch, fresh, strict=True)]

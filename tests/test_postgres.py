@@ -327,7 +327,7 @@ def test_retry_after_lost_acknowledgement_stores_once(pg_schema_url: str) -> Non
     conn = store._db.conn
     assert conn is not None
     # First attempt commits; its reply is "lost"; the retry runs the same batch.
-    batch = prepare(events, stamps)
+    batch = prepare("s1", events, stamps)
     first = append_batch(conn, "s1", batch, me(), retry=False)
     again = append_batch(conn, "s1", batch, me(), retry=True)
     assert first == again == [1, 2]
