@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,3 +150,64 @@ def test_a_line_validates_as_its_mapping_does(
     if b"\xed" in data and from_line is None:
         return  # invalid UTF-8 is refused as a line, before any mapping
     assert from_line == from_mapping
+
+
+def _priority_after(work: Callable[[], None]) -> tuple[int, int]:
+    """The nice value of a fresh thread before and after it runs ``work``.
+
+    A thread of its own: a lowered priority cannot be raised again, and the
+    test process's threads keep theirs.
+    """
+    seen: list[int] = []
+
+    def run() -> None:
+        me = threading.get_native_id()
+        seen.append(os.getpriority(os.PRIO_PROCESS, me))
+        work()
+        seen.append(os.getpriority(os.PRIO_PROCESS, me))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return seen[0], seen[1]
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's"
+)
+
+
+@linux_only
+def test_a_reader_ahead_of_storage_gives_way() -> None:
+    """Once a batch waits for the one before it, the reading thread's priority is lowered."""
+    release = threading.Event()
+
+    def slow_commit(good: stream.Numbered, store: Callable[[], list[int]]) -> None:
+        release.wait(10)
+
+    def submit_three() -> None:
+        committer = stream._Committer(slow_commit)
+        batch: stream.Numbered = [(n, event_from_mapping({"role": "user"})) for n in range(100)]
+        committer.submit(batch, list)  # stored on the thread, which waits
+        committer.submit(batch, list)  # waits in the queue
+        threading.Timer(0.2, release.set).start()
+        committer.submit(batch, list)  # finds the queue full
+        committer.finish()
+
+    before, after = _priority_after(submit_three)
+    assert after == min(19, before + stream.READER_NICENESS)
+
+
+@linux_only
+def test_a_reader_at_an_agents_pace_keeps_its_priority() -> None:
+    """Batches stored as fast as they come never wait: the priority stays."""
+
+    def submit_paced() -> None:
+        committer = stream._Committer(lambda good, store: None)
+        for n in range(5):
+            committer.submit([(n, event_from_mapping({"role": "user"}))], list)
+            time.sleep(0.05)
+        committer.finish()
+
+    before, after = _priority_after(submit_paced)
+    assert after == before
