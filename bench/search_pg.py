@@ -186,6 +186,14 @@ def run(config: Config) -> Outcome:
         f" {info.get('vacuum_s', float('nan')):,.0f}s, events"
         f" {info.get('events_bytes', 0) / 1e6:,.0f} MB with GIN {info.get('gin_bytes', 0) / 1e6:,.0f} MB"
     )
+    # What decides the common word's time: whether the table fits in the
+    # server's buffers (default 128 MB), and whether the planner, told that
+    # random reads are dear (default 4), scans the whole table instead of
+    # following the GIN index. See the README's server settings.
+    buffers, random_cost = conn.execute(
+        "SELECT current_setting('shared_buffers'), current_setting('random_page_cost')"
+    ).fetchone()
+    built += f"; server shared_buffers {buffers}, random_page_cost {random_cost}"
     try:
         for word, share in PLANTED.items():
             matches = int(conn.execute(COUNT, (word,)).fetchone()[0])
