@@ -62,15 +62,18 @@ from .storage import Writer
 LOCK_TIMEOUT_SECONDS = 30.0
 
 
+def lock_timeout() -> str:
+    """LOCK_TIMEOUT_SECONDS as a value of the server's ``lock_timeout`` setting."""
+    return f"{int(LOCK_TIMEOUT_SECONDS * 1000)}ms"
+
+
 def bound_lock_wait(conn: Connection[DictRow]) -> None:
     """Let this transaction wait at most LOCK_TIMEOUT_SECONDS for a lock.
 
     Set for the transaction only (``set_config(..., true)``), so nothing
     leaks to other clients of a transaction-pooling proxy.
     """
-    conn.execute(
-        "SELECT set_config('lock_timeout', %s, true)", (f"{int(LOCK_TIMEOUT_SECONDS * 1000)}ms",)
-    )
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout(),))
 
 
 _CREATE_SESSION = """
@@ -168,7 +171,16 @@ def append_batch(
         picked = [
             event_id for (event_id, _), mine in zip(batch.stamps, batch.chosen, strict=True) if mine
         ]
-        first = try_append(conn, session_id, batch.rows, batch.copy, batch.effect, writer, picked)
+        first = try_append(
+            conn,
+            session_id,
+            batch.rows,
+            batch.copy,
+            batch.effect,
+            writer,
+            picked,
+            lock_timeout=lock_timeout(),
+        )
         if first is not None:
             return list(range(first, first + len(batch.events)))
     return _append_general(
@@ -194,8 +206,8 @@ def _append_general(
     lookup = [str(row[0]) for row, picked in zip(rows, chosen, strict=True) if picked or retry]
     stamp_now = now_ts()
     with conn.transaction():
-        # A round trip more, on this path only: the shortcut (pg_fast), one
-        # statement for the owner's common append, still waits without a bound.
+        # A round trip more, on this path only: the shortcut (pg_fast) sets
+        # the bound inside its one statement.
         bound_lock_wait(conn)
         row = conn.execute(_LOCK_SESSION, (session_id,)).fetchone()
         created = row is None

@@ -49,6 +49,10 @@ from .storage import Writer
 # Claim the batch's seqs: the summary update, only if the session is in the
 # common state; its base seq, or no row. The row's own columns on the
 # right-hand side are its latest committed version (the one the update locked).
+# The set_config bounds the wait for the row lock, for this transaction only
+# (as pg_append.bound_lock_wait does, without its round trip): the scalar
+# subquery runs once, as the row is found, before the update waits for a
+# lock a stuck writer holds.
 _CLAIM = """
     UPDATE sessions SET
         last_seq = last_seq + %(count)s::bigint,
@@ -67,6 +71,7 @@ _CLAIM = """
         owner_start = %(start)s::bigint, owner_boot = %(boot)s::text,
         lease_until = extract(epoch from clock_timestamp())::float8 + %(lease)s::float8
     WHERE id = %(session)s
+      AND (SELECT set_config('lock_timeout', %(lock_timeout)s, true)) IS NOT NULL
       AND CASE WHEN %(epoch)s::bigint IS NOT NULL THEN epoch = %(epoch)s::bigint
                ELSE state = 'open' AND owner_host = %(host)s
                     AND owner_pid = %(pid)s::bigint
@@ -145,14 +150,17 @@ def try_append(
     effect: BatchEffect,
     writer: Writer,
     chosen: Sequence[str],
+    *,
+    lock_timeout: str,
 ) -> int | None:
     """Append the batch in one transaction; its first seq, or None for the general path.
 
     ``rows`` are the events' values (``pg_rows``), in batch order, and
     ``copy_data`` their ``COPY`` data with the seqs left out
     (``pg_rows.copy_template``), given for a batch to be copied in;
-    ``chosen`` the ids the caller picked, which may exist already. Nothing is
-    stored when None is returned.
+    ``chosen`` the ids the caller picked, which may exist already; the
+    session's row lock is waited for at most ``lock_timeout`` (a server
+    setting's value, ``"30000ms"``). Nothing is stored when None is returned.
     """
     me = writer.identity
     params = {
@@ -171,6 +179,7 @@ def try_append(
         "sets_pending": effect.sets_pending,
         "pending": dumps(effect.pending),
         "answered": encode(effect.answered) if effect.answered else "[]",
+        "lock_timeout": lock_timeout,
     }
     cursor = _cursor(conn)
     try:

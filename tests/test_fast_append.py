@@ -220,13 +220,17 @@ def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str
             effect = batch_effect(batch, stamps)
             assert effect is not None
             data = copy_template(info.id, rows)
-            first = pg_fast.try_append(conn, info.id, rows, data, effect, writer, [])
+            first = pg_fast.try_append(
+                conn, info.id, rows, data, effect, writer, [], lock_timeout="5s"
+            )
             # The same connection (and its kept cursor) takes the next batch after the error.
             fresh = [(f"e_fresh_{n}", ts) for n, (_, ts) in enumerate(stamps)]
             again = [event_row(e, i, ts) for e, (i, ts) in zip(batch, fresh, strict=True)]
             one = batch_effect(batch[:1], fresh[:1])
             assert one is not None
-            small = pg_fast.try_append(conn, info.id, again[:1], None, one, writer, [])
+            small = pg_fast.try_append(
+                conn, info.id, again[:1], None, one, writer, [], lock_timeout="5s"
+            )
         assert first is None and small == 2
         after = store.get_session(info.id)
         assert after is not None and after.events == 2

@@ -709,12 +709,14 @@ def _wait_for_lock_wait(name: str, timeout: float = 10.0) -> None:
     raise AssertionError("the append never waited for the row lock")
 
 
-@pytest.mark.parametrize("action", ["resume", "end", "write", "checkpoint", "touch"])
+@pytest.mark.parametrize(
+    "action", ["resume", "end", "write", "own-write", "own-import", "checkpoint", "touch"]
+)
 def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
-    """A claim, an end or a write from another process waits a bounded time for a row lock a
-    stuck process holds, then exit 5."""
+    """A claim, an end or a write (the owner's one-statement append and copied batch too)
+    waits a bounded time for a row lock a stuck process holds, then exit 5."""
     import psycopg
 
     import memctl
@@ -735,6 +737,10 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
                 elif action == "write":  # by a process that does not own the session
                     other = Writer(Identity.of(os.getppid()))
                     mem.store.append(session.id, [NewEvent(type="note")], other)
+                elif action in ("own-write", "own-import"):  # pg_fast's shortcut
+                    count = 1 if action == "own-write" else 100
+                    events = [NewEvent(type="note")] * count
+                    mem.store.append(session.id, events, session.writer)
                 elif action == "checkpoint":
                     mem.store.checkpoint(session.id, {}, None, Writer(Identity.of(os.getppid())))
                 else:
