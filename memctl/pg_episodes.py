@@ -51,7 +51,9 @@ from .ledger import (
     summarise,
     writer_owner,
 )
+from .models import NewEvent
 from .owners import Identity
+from .pg_append import lock_timeout
 from .pg_conninfo import migration_failure
 from .pg_search import EVENT_COLUMNS, build, event_vector, is_connection_lost, query_error
 from .seed import EpisodeEvent, episode_to_new_event
@@ -146,11 +148,31 @@ class PostgresEpisodeStorage(EpisodeStorage):
         writer = Writer(Identity.of(os.getpid()))
         event_id, ts = stamp(new, new_id("e"), now_ts())
         vector = event_vector(new.content, new.tool_call, new.payload)
+        try:
+            await self._save(event, new, writer, (event_id, ts, vector))
+        except psycopg.errors.LockNotAvailable as exc:
+            locked = str(exc).strip().splitlines()[0]
+        else:
+            return
+        # Raised outside the except block: the driver's error is not chained.
+        raise StorageUnavailable(
+            f"gave up waiting for a lock on session {event.session_id} ({locked}): another "
+            "connection holds it (a stopped or hung process?); try again"
+        )
+
+    async def _save(
+        self, event: EpisodeEvent, new: NewEvent, writer: Writer, stored: tuple[str, str, str]
+    ) -> None:
+        """``save``'s transaction: ``stored`` is the event's id, time and search vector."""
+        event_id, ts, vector = stored
         async with (
             self._connection() as conn,
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            # As every memctl write: a stuck writer holding the row is waited
+            # for LOCK_TIMEOUT_SECONDS, for this transaction only.
+            await cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout(),))
             row = await _lock(cur, event.session_id)
             created = row is None
             if row is None:

@@ -18,7 +18,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from memctl import PostgresEpisodeStorage, pg_schema
-from memctl.errors import BadInput
+from memctl.errors import BadInput, StorageUnavailable
 from memctl.models import NewEvent
 from memctl.owners import Identity
 from memctl.postgres import PostgresStore
@@ -214,3 +214,30 @@ def _writer() -> Writer:
 
 def _message(text: str) -> NewEvent:
     return NewEvent("message", "user", text)
+
+
+def test_save_gives_up_on_a_session_a_stuck_writer_holds(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction left open on the session row (a stopped process) makes save fail after
+    the lock timeout with StorageUnavailable, not wait forever; afterwards save works."""
+    import psycopg
+
+    from memctl import pg_append
+
+    monkeypatch.setattr(pg_append, "LOCK_TIMEOUT_SECONDS", 0.5)
+    first = EpisodeEvent(at(0), "session_user", {"content": "hello"}, "s_stuck")
+    run(pg_schema_url, lambda storage: storage.save(first))
+
+    async def blocked(storage: PostgresEpisodeStorage) -> None:
+        second = EpisodeEvent(at(1), "session_user", {"content": "again"}, "s_stuck")
+        with pytest.raises(StorageUnavailable, match="gave up waiting for a lock on session"):
+            await asyncio.wait_for(storage.save(second), timeout=10)
+
+    with psycopg.connect(pg_schema_url) as holder:
+        holder.execute("SELECT 1 FROM sessions WHERE id = 's_stuck' FOR UPDATE")
+        run(pg_schema_url, blocked)
+    third = EpisodeEvent(at(2), "session_user", {"content": "after"}, "s_stuck")
+    run(pg_schema_url, lambda storage: storage.save(third))
+    saved = run(pg_schema_url, lambda storage: storage.get_by_session("s_stuck"))
+    assert [e.payload["content"] for e in saved] == ["hello", "after"]
