@@ -762,6 +762,48 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
         mem.resume(session.id, force=True)[0].end()
 
 
+def test_heartbeat_outlasts_a_lock_held_past_the_timeout(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beats that give up on a stuck row lock (StorageUnavailable) do not stop the heartbeat:
+    once the lock is free, the next beat renews the lease."""
+    import psycopg
+
+    import memctl
+    from memctl import pg_append
+    from memctl.core import Session
+
+    monkeypatch.setattr(pg_append, "LOCK_TIMEOUT_SECONDS", 0.2)
+    with memctl.open(pg_schema_url) as mem:
+        started = mem.start()
+        started.stop()
+        # A short lease: a beat every 0.2 s.
+        writer = Writer(started.writer.identity, started.epoch, lease_seconds=0.6)
+        session = Session(mem, started.id, writer)
+
+        def lease_until() -> float:
+            info = mem.store.get_session(session.id)
+            assert info is not None and info.owner is not None and info.owner.lease_until
+            return float(info.owner.lease_until)
+
+        session.keep_alive()
+        try:
+            # The first beat replaces the start's 60 s lease with a short one.
+            deadline = time.monotonic() + 5
+            while lease_until() > time.time() + 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with psycopg.connect(pg_schema_url) as holder:  # a transaction left open
+                holder.execute("SELECT 1 FROM sessions WHERE id = %s FOR UPDATE", (session.id,))
+                time.sleep(1.5)  # several beats give up on the lock meanwhile
+                held_until = lease_until()
+            deadline = time.monotonic() + 5
+            while lease_until() <= held_until and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lease_until() > held_until, "the heartbeat stopped at the held lock"
+        finally:
+            session.stop()
+
+
 def test_a_search_path_naming_no_schema_says_so() -> None:
     """A URL whose search_path names a schema that does not exist: exit 5, one line, no SQL."""
     require_postgres()
