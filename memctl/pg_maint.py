@@ -9,14 +9,19 @@ from .pg_connect import Conn
 
 
 def info(conn: Conn, backend: str, location: str) -> dict[str, Any]:
-    """What ``memctl db info`` shows: versions, counts and on-disk sizes."""
+    """What ``memctl db info`` shows: versions, counts and on-disk sizes.
+
+    With the server's ``shared_buffers``: a search for a common word is fast
+    when the events table fits in it (README, server settings).
+    """
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM sessions) AS sessions,"
         " (SELECT count(*) FROM events) AS events,"
         " (SELECT count(*) FROM checkpoints) AS checkpoints,"
         " (SELECT count(*) FROM facts) AS facts,"
         " current_database() AS database, current_schema() AS schema,"
-        " current_setting('server_version') AS server_version"
+        " current_setting('server_version') AS server_version,"
+        " current_setting('shared_buffers') AS shared_buffers"
     ).fetchone()
     assert counts is not None
     sizes = {
@@ -32,6 +37,7 @@ def info(conn: Conn, backend: str, location: str) -> dict[str, Any]:
         "location": location,
         "schema_version": pg_schema.current_version(conn),
         "server_version": counts["server_version"],
+        "shared_buffers": counts["shared_buffers"],
         "database": counts["database"],
         "schema": counts["schema"],
         "sessions": int(counts["sessions"]),

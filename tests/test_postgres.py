@@ -166,6 +166,7 @@ def test_describe_info_and_repr_hide_the_password(pg_schema_url: str) -> None:
         assert_no_secret(store.describe(), repr(store), json.dumps(info))
         assert "***" in store.describe() and info["location"] == store.describe()
         assert info["backend"] == "postgresql" and info["schema_version"] == LATEST_VERSION
+        assert info["shared_buffers"].endswith("B")  # "128MB", as the server says it
         assert info["server_version"] and set(info["bytes"]) == {
             "sessions",
             "events",
