@@ -177,25 +177,69 @@ linux_only = pytest.mark.skipif(
 )
 
 
-@linux_only
-def test_a_reader_ahead_of_storage_gives_way() -> None:
-    """Once a batch waits for the one before it, the reading thread's priority is lowered."""
+def _release_when(ready: Callable[[], bool], release: threading.Event, settle: float) -> None:
+    """Set ``release`` ``settle`` s after ``ready()`` holds (or after 10 s), from a thread."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(settle)
+        release.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _stalled_stream(batch_size: int, *, full: bool) -> tuple[int, int]:
+    """Priorities around four batches submitted while storage stalls on the second.
+
+    The first batch is stored on the reading thread if it is small; the
+    second stalls the storing thread, the third waits in the queue, and the
+    fourth finds the queue full.
+    """
     release = threading.Event()
+    calls: list[int] = []
 
-    def slow_commit(good: stream.Numbered, store: Callable[[], list[int]]) -> None:
-        release.wait(10)
+    def stalling_commit(good: stream.Numbered, store: Callable[[], list[int]]) -> None:
+        calls.append(len(good))
+        if len(calls) == 2:
+            release.wait(10)
 
-    def submit_three() -> None:
-        committer = stream._Committer(slow_commit)
-        batch: stream.Numbered = [(n, event_from_mapping({"role": "user"})) for n in range(100)]
-        committer.submit(batch, list)  # stored on the thread, which waits
-        committer.submit(batch, list)  # waits in the queue
-        threading.Timer(0.2, release.set).start()
-        committer.submit(batch, list)  # finds the queue full
+    def submit_four() -> None:
+        me = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, me)
+        committer = stream._Committer(stalling_commit)
+        batch: stream.Numbered = [
+            (n, event_from_mapping({"role": "user"})) for n in range(batch_size)
+        ]
+        committer.submit(batch, list, full=full)
+        committer.submit(batch, list, full=full)  # stored on the thread, which stalls
+        if full:
+            # Let storage go once this thread has given way (the assertion
+            # below fails if it never does: the watcher gives up after 10 s).
+            _release_when(lambda: os.getpriority(os.PRIO_PROCESS, me) != before, release, 0)
+        else:
+            # Let storage go well after the fourth submit has found the queue full.
+            _release_when(committer._queue.full, release, 0.3)
+        committer.submit(batch, list, full=full)  # waits in the queue
+        committer.submit(batch, list, full=full)  # finds the queue full
         committer.finish()
 
-    before, after = _priority_after(submit_three)
+    return _priority_after(submit_four)
+
+
+@linux_only
+def test_a_reader_ahead_of_storage_gives_way() -> None:
+    """Once a full batch waits for the one before it, the reading thread's priority is lowered."""
+    before, after = _stalled_stream(stream.MAX_BATCH_LINES, full=True)
     assert after == min(19, before + stream.READER_NICENESS)
+
+
+@linux_only
+def test_an_agents_stream_keeps_its_priority_through_a_storage_stall() -> None:
+    """Batches cut by pauses that wait once for a stalled store keep the priority."""
+    before, after = _stalled_stream(1, full=False)
+    assert after == before
 
 
 @linux_only
@@ -211,3 +255,13 @@ def test_a_reader_at_an_agents_pace_keeps_its_priority() -> None:
 
     before, after = _priority_after(submit_paced)
     assert after == before
+
+
+def test_a_batch_is_full_at_either_size_limit() -> None:
+    """``is_full`` tells a batch cut at 1,000 lines or 8 MiB from one cut by a pause."""
+    line = stream.Line(1, b"{}")
+    assert stream.is_full([line] * stream.MAX_BATCH_LINES)
+    assert not stream.is_full([line] * (stream.MAX_BATCH_LINES - 1))
+    big = stream.Line(1, b"x" * (stream.MAX_BATCH_BYTES // 2))
+    assert stream.is_full([big, big])
+    assert not stream.is_full([big, stream.Line(2, None)])  # an over-long line holds no bytes
