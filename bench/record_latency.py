@@ -52,20 +52,25 @@ def _latencies(config: Config, db: str, lines: list[bytes], pace: float | None) 
     def feed() -> None:
         assert process.stdin is not None
         fd = process.stdin.fileno()
-        os.write(fd, lines[0])
-        written[0] = time.perf_counter()
-        # The rest once memctl runs: lines written during its start-up would
-        # wait for the start-up (``cli-record``'s figure), not for storage.
-        running.wait()
-        start = time.perf_counter()
-        for index, line in enumerate(lines[1:]):
-            if pace is not None:
-                delay = start + index / pace - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            os.write(fd, line)
-            written[index + 1] = time.perf_counter()
-        process.stdin.close()
+        try:
+            os.write(fd, lines[0])
+            written[0] = time.perf_counter()
+            # The rest once memctl runs: lines written during its start-up
+            # would wait for the start-up (``cli-record``'s figure), not for
+            # storage.
+            running.wait()
+            start = time.perf_counter()
+            for index, line in enumerate(lines[1:]):
+                if pace is not None:
+                    delay = start + index / pace - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                os.write(fd, line)
+                written[index + 1] = time.perf_counter()
+        except BrokenPipeError:
+            pass  # memctl exited early: reported below from its exit status
+        finally:
+            process.stdin.close()
 
     feeder = threading.Thread(target=feed)
     feeder.start()
@@ -73,6 +78,7 @@ def _latencies(config: Config, db: str, lines: list[bytes], pace: float | None) 
     for _ in process.stdout:
         acknowledged.append(time.perf_counter())
         running.set()
+    running.set()  # memctl exited without a line acknowledged: let the feeder finish
     feeder.join()
     if process.wait() != 0 or len(acknowledged) != len(lines):
         raise RuntimeError(f"memctl record exited {process.returncode}")
