@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Conflict
 from .ledger import Summary, copied_summary_values, dumps, loads, summarise
 from .models import Checkpoint, Event, Fact, FactChange, NewEvent, SessionInfo
+from .pg_append import bound_lock_wait
 from .pg_search import event_vector, fact_vector
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def import_session(
 ) -> int:
     """Copy one chunk of a session; returns how many events were new."""
     with conn.transaction():
+        bound_lock_wait(conn)  # a session locked by a stuck writer: exit 5, not a hang
         row = conn.execute(_LOCK, (info.id,)).fetchone()
         if row is None:
             owner = info.owner

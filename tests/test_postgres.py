@@ -711,13 +711,15 @@ def _wait_for_lock_wait(name: str, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize(
-    "action", ["resume", "end", "write", "own-write", "own-import", "checkpoint", "touch"]
+    "action",
+    ["resume", "end", "write", "own-write", "own-import", "checkpoint", "touch", "db-copy"],
 )
 def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
-    """A claim, an end or a write (the owner's one-statement append and copied batch too)
-    waits a bounded time for a row lock a stuck process holds, then exit 5."""
+    """A claim, an end, a write (the owner's one-statement append and copied batch too) or
+    a ``db copy`` into the session waits a bounded time for a row lock a stuck process
+    holds, then exit 5."""
     import psycopg
 
     import memctl
@@ -742,6 +744,10 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
                     count = 1 if action == "own-write" else 100
                     events = [NewEvent(type="note")] * count
                     mem.store.append(session.id, events, session.writer)
+                elif action == "db-copy":  # more events of the session copied in
+                    info = mem.store.get_session(session.id)
+                    assert info is not None
+                    mem.store.import_session(info, [], [])
                 elif action == "checkpoint":
                     mem.store.checkpoint(session.id, {}, None, Writer(Identity.of(os.getppid())))
                 else:
