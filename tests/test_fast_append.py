@@ -174,7 +174,8 @@ def test_bulk_batches_summary_matches_ledger(
 
 
 def test_bulk_batch_keeps_every_kind_of_event_exactly(store: Store) -> None:
-    """A batch large enough to be copied in, with each kind of event (escapes too), round-trips.
+    """A batch large enough to be copied in, with each kind of event (escapes too, in the
+    session id as well), round-trips.
 
     No call without an id: that batch would take the general path (``_needs_general``).
     """
@@ -182,10 +183,12 @@ def test_bulk_batch_keeps_every_kind_of_event_exactly(store: Store) -> None:
     batch = [_event(kinds[n % len(kinds)], CALL_IDS[n % 3]) for n in range(120)]
     assert not _needs_general(batch)
     me = Writer(Identity.of(os.getpid()))
-    info = store.create_session("s_kinds", None, {}, me)
+    # An id with what means something to the COPY template (``%``) and to COPY text (``\``).
+    info = store.create_session("s_kinds 100% %d\\b%%é %s", None, {}, me)
     seqs = store.append(info.id, batch, Writer(me.identity, info.epoch))
     assert seqs == list(range(1, 121))
     stored = store.events(info.id)
+    assert {event.session for event in stored} == {info.id}
     assert [(e.role, e.content, e.tool_call, e.tool_call_id, e.payload) for e in stored] == [
         (e.role, e.content, e.tool_call, e.tool_call_id, e.payload) for e in batch
     ]
