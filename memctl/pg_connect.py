@@ -205,7 +205,8 @@ class PgConnector:
         if outcome == "locked":
             raise StorageUnavailable(
                 f"gave up waiting for a lock on {self._location} ({failure}): another "
-                "connection holds the session (a stopped or hung process?); try again"
+                "connection holds the session, or an event id it has not committed yet "
+                "(a stopped or hung process?); try again"
             )
         if outcome == "unreachable":
             raise StorageUnavailable(f"cannot connect to {self._location}: {failure}")

@@ -151,7 +151,7 @@ class PostgresEpisodeStorage(EpisodeStorage):
         try:
             await self._save(event, new, writer, (event_id, ts, vector))
         except psycopg.errors.LockNotAvailable as exc:
-            locked = str(exc).strip().splitlines()[0]
+            locked = str(exc).strip().partition("\n")[0] or "lock timeout"
         else:
             return
         # Raised outside the except block: the driver's error is not chained.
