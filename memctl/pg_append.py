@@ -129,8 +129,9 @@ class Batch:
     ``chosen[i]`` says the caller picked event i's id (so it may exist
     already); ``rows`` are the stored values (``pg_rows``), and ``copy``
     their ``COPY`` data, seqs left out (``pg_rows.copy_template``), when the
-    batch is large enough to be copied in (``pg_fast.COPY_FROM``); ``effect`` is what the batch does to the session
-    summary (``ledger.batch_effect``).
+    batch is large enough to be copied in (``pg_fast.COPY_FROM``);
+    ``effect`` is what the batch does to the session summary
+    (``ledger.batch_effect``).
     """
 
     events: Sequence[NewEvent]

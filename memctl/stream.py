@@ -178,7 +178,7 @@ class _Committer:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._started = False
-        self._behind = False  # a batch had to wait for the one before it
+        self._behind = False  # a full batch had to wait for the one before it
 
     def submit(self, good: Numbered, store: Callable[[], list[int]], *, full: bool = False) -> None:
         """Store ``good`` with ``store``, after every batch submitted before it.
@@ -229,17 +229,17 @@ READER_NICENESS = 10
 def _lower_priority() -> None:
     """Lower the scheduling priority of the calling thread (Linux), for a bulk import.
 
-    Once a full batch waits for the one before it, reading is ahead of storing,
-    and the two compete for the CPU with the database server (when it runs
-    on this machine) for nothing: storing sets the pace. With the reader's
-    thread at a lower priority the server and the storing thread get the CPU
-    when they need it. 100,000 lines into PostgreSQL on 2 vCPUs, alternating
-    runs: 3.23 s -> 3.15 s. Linux alone: its nice value is a thread's own,
-    where elsewhere it would be the whole process's (or, by thread id,
-    another process's). Lines at an agent's pace come in batches cut by
-    pauses, not full ones, so an interactive stream keeps its priority even
-    when storage stalls; a process cannot
-    raise it again, so it stays lowered for the rest of this command.
+    Once a full batch waits for the one before it, reading is ahead of
+    storing, and the two compete for the CPU with the database server (when
+    it runs on this machine) for nothing: storing sets the pace. With the
+    reader's thread at a lower priority the server and the storing thread
+    get the CPU when they need it. 100,000 lines into PostgreSQL on 2 vCPUs,
+    alternating runs: 3.23 s -> 3.15 s. Linux alone: its nice value is a
+    thread's own, where elsewhere it would be the whole process's (or, by
+    thread id, another process's). Lines at an agent's pace come in batches
+    cut by pauses, not full ones, so an interactive stream keeps its
+    priority even when storage stalls. A process cannot raise its priority
+    again, so it stays lowered for the rest of this command.
     """
     if not sys.platform.startswith("linux"):
         return

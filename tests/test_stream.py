@@ -242,21 +242,6 @@ def test_an_agents_stream_keeps_its_priority_through_a_storage_stall() -> None:
     assert after == before
 
 
-@linux_only
-def test_a_reader_at_an_agents_pace_keeps_its_priority() -> None:
-    """Batches stored as fast as they come never wait: the priority stays."""
-
-    def submit_paced() -> None:
-        committer = stream._Committer(lambda good, store: None)
-        for n in range(5):
-            committer.submit([(n, event_from_mapping({"role": "user"}))], list)
-            time.sleep(0.05)
-        committer.finish()
-
-    before, after = _priority_after(submit_paced)
-    assert after == before
-
-
 def test_a_batch_is_full_at_either_size_limit() -> None:
     """``is_full`` tells a batch cut at 1,000 lines or 8 MiB from one cut by a pause."""
     line = stream.Line(1, b"{}")
