@@ -79,6 +79,7 @@ def _latencies(config: Config, db: str, lines: list[bytes], pace: float | None) 
         acknowledged.append(time.perf_counter())
         running.set()
     running.set()  # memctl exited without a line acknowledged: let the feeder finish
+    process.stdout.close()
     feeder.join()
     if process.wait() != 0 or len(acknowledged) != len(lines):
         raise RuntimeError(f"memctl record exited {process.returncode}")

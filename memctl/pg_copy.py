@@ -193,6 +193,7 @@ def import_fact(conn: Conn, fact: Fact | None, history: Sequence[FactChange]) ->
     """Copy a fact (None: one that was forgotten) with its history; False if already there."""
     fact_id = fact.id if fact else history[0].fact
     with conn.transaction():
+        bound_lock_wait(conn)  # a copy stuck inside this transaction: exit 5, not a hang
         # Two copies of one fact at once would both see no history and both
         # write it; the lock makes the second one find the first one's rows.
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_FACT_LOCK, fact_id))

@@ -230,16 +230,18 @@ def _lower_priority() -> None:
     """Lower the scheduling priority of the calling thread (Linux), for a bulk import.
 
     Once a full batch waits for the one before it, reading is ahead of
-    storing, and the two compete for the CPU with the database server (when
-    it runs on this machine) for nothing: storing sets the pace. With the
-    reader's thread at a lower priority the server and the storing thread
-    get the CPU when they need it. 100,000 lines into PostgreSQL on 2 vCPUs,
-    alternating runs: 3.23 s -> 3.15 s. Linux alone: its nice value is a
-    thread's own, where elsewhere it would be the whole process's (or, by
-    thread id, another process's). Lines at an agent's pace come in batches
-    cut by pauses, not full ones, so an interactive stream keeps its
-    priority even when storage stalls. A process cannot raise its priority
-    again, so it stays lowered for the rest of this command.
+    storing, and the two compete for the CPU with the database server (when it
+    runs on this machine) for nothing: storing sets the pace. With the
+    reader's thread at a lower priority the server and the storing thread get
+    the CPU when they need it. 100,000 lines into PostgreSQL on 2 vCPUs,
+    alternating runs: 3.23 s -> 3.15 s (lowered on any wait), 4.22 s -> 3.88 s
+    (on a full batch's wait, a later day, medians of 6). Linux alone: its nice
+    value is a thread's own, where elsewhere it would be the whole process's
+    (or, by thread id, another process's). Lines at an agent's pace come in
+    batches cut by pauses, full only if 1,000 lines or 8 MiB come within
+    MAX_BATCH_WAIT, so an interactive stream keeps its priority even when
+    storage stalls. A process cannot raise its priority again, so it stays
+    lowered for the rest of this command.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -769,6 +769,43 @@ def test_takeover_of_a_locked_session_gives_up_after_the_lock_timeout(
         mem.resume(session.id, force=True)[0].end()
 
 
+def test_copying_a_fact_gives_up_on_a_stuck_copy_of_it(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``db copy`` of a fact another copy holds (its advisory lock, in a transaction left
+    open) gives up after the lock timeout instead of waiting forever."""
+    import psycopg
+
+    import memctl
+    from memctl import pg_append, pg_copy
+
+    monkeypatch.setattr(pg_append, "LOCK_TIMEOUT_SECONDS", 0.5)
+    with memctl.open(pg_schema_url) as mem:
+        fact = mem.add_fact("the billing service retries three times", key="billing")
+        history = mem.store.fact_history(fact.id)
+        raised: list[BaseException] = []
+
+        def copy_in() -> None:
+            try:
+                mem.store.import_fact(fact, history)
+            except BaseException as exc:
+                raised.append(exc)
+
+        with psycopg.connect(pg_schema_url) as holder:
+            holder.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (pg_copy._FACT_LOCK, fact.id)
+            )
+            worker = threading.Thread(target=copy_in)
+            worker.start()
+            worker.join(timeout=10)
+            gave_up = not worker.is_alive()
+        worker.join()  # the holder's lock ended with its connection
+        assert gave_up, "the fact's copy still waiting for the lock after 10 s"
+        assert len(raised) == 1 and isinstance(raised[0], StorageUnavailable), raised
+        assert "gave up waiting for a lock" in str(raised[0])
+        assert mem.store.import_fact(fact, history) is False  # already there, lock free
+
+
 def test_heartbeat_outlasts_a_lock_held_past_the_timeout(
     pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -175,6 +175,11 @@ def _priority_after(work: Callable[[], None]) -> tuple[int, int]:
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's"
 )
+# Run under ``nice -n 19`` a thread has no lower priority to go to, and these
+# tests could not tell a lowered priority from a kept one.
+can_lower = pytest.mark.skipif(
+    os.getpriority(os.PRIO_PROCESS, 0) >= 19, reason="already at the lowest priority"
+)
 
 
 def _release_when(ready: Callable[[], bool], release: threading.Event, settle: float) -> None:
@@ -229,6 +234,7 @@ def _stalled_stream(batch_size: int, *, full: bool) -> tuple[int, int]:
 
 
 @linux_only
+@can_lower
 def test_a_reader_ahead_of_storage_gives_way() -> None:
     """Once a full batch waits for the one before it, the reading thread's priority is lowered."""
     before, after = _stalled_stream(stream.MAX_BATCH_LINES, full=True)
@@ -236,10 +242,71 @@ def test_a_reader_ahead_of_storage_gives_way() -> None:
 
 
 @linux_only
+@can_lower
 def test_an_agents_stream_keeps_its_priority_through_a_storage_stall() -> None:
     """Batches cut by pauses that wait once for a stalled store keep the priority."""
     before, after = _stalled_stream(1, full=False)
     assert after == before
+
+
+@linux_only
+@can_lower
+def test_full_batches_storage_keeps_up_with_keep_the_priority() -> None:
+    """Full batches that each find the queue empty (storage not behind) keep the priority."""
+    stored = threading.Event()
+
+    def quick_commit(good: stream.Numbered, store: Callable[[], list[int]]) -> None:
+        stored.set()
+
+    def submit_when_stored() -> None:
+        committer = stream._Committer(quick_commit)
+        batch: stream.Numbered = [
+            (n, event_from_mapping({"role": "user"})) for n in range(stream.MAX_BATCH_LINES)
+        ]
+        for _ in range(4):
+            stored.clear()
+            committer.submit(batch, list, full=True)
+            assert stored.wait(10)  # taken off the queue and stored before the next
+        committer.finish()
+
+    before, after = _priority_after(submit_when_stored)
+    assert after == before
+
+
+def test_record_stream_marks_full_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``record_stream`` tells the committer which batches were cut at the size limit."""
+    import memctl
+
+    seen: list[tuple[int, bool]] = []
+    submit = stream._Committer.submit
+
+    def noting(
+        self: stream._Committer,
+        good: stream.Numbered,
+        store: Callable[[], list[int]],
+        *,
+        full: bool = False,
+    ) -> None:
+        seen.append((len(good), full))
+        submit(self, good, store, full=full)
+
+    monkeypatch.setattr(stream._Committer, "submit", noting)
+    count = 2 * stream.MAX_BATCH_LINES + 5
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(
+        b"".join(b'{"role": "user", "content": "line %d"}\n' % n for n in range(count))
+    )
+    with memctl.open(str(tmp_path / "memory.db")) as mem:
+        session = mem.start()
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            outcome = stream.record_stream(mem, session.id, session.writer, fd, lambda seqs: None)
+        finally:
+            os.close(fd)
+            session.stop()
+    assert outcome.stored == count
+    # A file is always ready to read: every batch but the last is cut at the limit.
+    assert seen == [(stream.MAX_BATCH_LINES, True)] * 2 + [(5, False)]
 
 
 def test_a_batch_is_full_at_either_size_limit() -> None:
