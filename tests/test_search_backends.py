@@ -284,13 +284,13 @@ def test_postgres_check_finds_stale_vectors_and_rebuild_fixes_them(pg_schema_url
 
 
 def test_event_vector_is_the_stored_tokens() -> None:
-    """event_vector gives each token at its position, keys and ids left out."""
+    """event_vector gives each token its positions, keys and ids left out, lexemes sorted."""
     vector = event_vector(
         "Reading utils.py",
         {"id": "call_9", "name": "read_file", "arguments": {"path": "Ünï/x.py"}},
         {"steps": 3, "ok": True},
     )
-    assert vector == ("'reading':1 'utils':2 'py':3 'read':4 'file':5 'uni':6 'x':7 'py':8 '3':9")
+    assert vector == "'3':9 'file':5 'py':3,8 'read':4 'reading':1 'uni':6 'utils':2 'x':7"
     assert vector_text([]) == ""
 
 
@@ -308,12 +308,47 @@ def test_vector_text_keeps_within_postgres_limits(pg_schema_url: str) -> None:
         conn.execute("SELECT %s::tsvector", (vector_text(["é" * 1023]),))
         # Past the positions made at import, and past the last one.
         many = vector_text([f"w{n}" for n in range(1, 20_001)])
-        assert "'w1500':1500 " in many and many.endswith("'w20000':16383")
+        assert "'w1500':1500 " in many and "'w20000':16383 " in many
         row = conn.execute(
             "SELECT length(%s::tsvector), %s::tsvector @@ %s::tsquery",
             (many, many, "'w1500' <-> 'w1501'"),
         ).fetchone()
         assert row == (20_000, True)
+
+
+def _one_entry_per_word(words: list[str]) -> str:
+    """The plain literal: every word at its position, in text order, repeats and all."""
+    return " ".join(
+        f"'{word}':{min(position, MAX_POSITION)}"
+        for position, word in enumerate(words, 1)
+        if len(word.encode("utf-8")) <= 2047
+    )
+
+
+def test_vector_text_is_the_servers_own_form(pg_schema_url: str) -> None:
+    """The literal reads back unchanged (sorted, merged), and is the plain literal's vector."""
+    texts = [
+        "retry the billing retry, then retry billing once more",
+        "Zebra zebra ÄPFEL äpfel apfel a b a 10 9 100 ǡ ß straße ω Ω 東京 東 x²",
+        " ".join(f"w{n % 37}" for n in range(3_000)),  # past the positions made at import
+    ]
+    words_lists = [tokens(text) for text in texts]
+    words_lists += [["b", "a"], ["a", "a"], ["only"], ["a", "é" * 1024, "a"]]
+    with psycopg.connect(pg_schema_url) as conn:
+        for words in words_lists:
+            literal = vector_text(words)
+            row = conn.execute(
+                "SELECT %s::tsvector::text, %s::tsvector = %s::tsvector",
+                (literal, literal, _one_entry_per_word(words)),
+            ).fetchone()
+            assert row == (literal, True), words[:8]
+        # A lexeme keeps at most 256 positions on the server; the rest agree.
+        crowded = ["c"] * (MAX_POSITION + 5)
+        row = conn.execute(
+            "SELECT %s::tsvector = %s::tsvector",
+            (vector_text(crowded), _one_entry_per_word(crowded)),
+        ).fetchone()
+        assert row == (True,)
 
 
 def test_symbols_postgres_parser_drops_are_found_on_both(store: Store) -> None:
