@@ -116,11 +116,22 @@ class _FoldTable(dict[int, str]):
 
 _FOLD = _FoldTable()
 
+# ASCII text, most of what agents write, folds through a byte table instead:
+# str.translate looks each character up in _FOLD, bytes.translate indexes an
+# array (tokens of 100,000 agent messages: 215 -> 155 ms). The table is
+# _fold's own answer for each ASCII character, one character each.
+_ASCII_FOLD = bytes(range(128)).decode("ascii").translate(_FOLD).encode("ascii")
+if len(_ASCII_FOLD) != 128:  # the fast path's premise: one character each
+    raise RuntimeError("an ASCII character does not fold to exactly one character")
+_ASCII_FOLD += bytes(range(128, 256))
+
 
 def tokens(text: str) -> list[str]:
     """The search tokens of ``text``, as both the index and queries see them."""
     # Separators become spaces and token characters never fold to whitespace,
     # so split() yields exactly the maximal runs of token characters.
+    if text.isascii():  # a flag of the str, not a scan
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii").split()
     return text.translate(_FOLD).split()
 
 
