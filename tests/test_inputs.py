@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 import memctl
 from memctl.cli import app
-from memctl.inputs import DEFAULT_MAX_EVENT_BYTES
+from memctl.errors import BadInput
+from memctl.inputs import DEFAULT_MAX_EVENT_BYTES, parse_json
 from tests.conftest import MEMCTL, run_memctl
 
 REPLACEMENT = "\ufffd"
@@ -77,7 +78,30 @@ BAD_LINES: dict[str, tuple[bytes, str]] = {
         "too many digits",
     ),
     "number_overflows_to_infinity": (b'{"type": "t", "payload": {"n": 1e999}}\n', "Infinity"),
+    "two_values": (b'{"role": "user", "content": "x"} {"a": 1}\n', "Extra data at column 34"),
+    "non_json_space_after": (b'{"role": "user", "content": "x"}\xc2\xa0\n', "Extra data"),
 }
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": 1}', ' {"a": 1}', '{"a": 1} ', '\t{"a": 1}\r', '\n {"a": 1}\n\t ']
+)
+def test_json_whitespace_around_a_value_is_fine(text: str) -> None:
+    """parse_json's shortcut for a bare value reads the same as json.loads around whitespace."""
+    assert parse_json(text) == parse_json(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}x', '{"a": 1} 2', '{"a": 1}\x0b', "{", " ", ""])
+def test_json_errors_say_what_json_loads_says(text: str) -> None:
+    """The shortcut's errors are the full decoder's: same message, same column."""
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    with pytest.raises(BadInput) as ours:
+        parse_json(text)
+    assert (
+        str(ours.value)
+        == f"input is not valid JSON: {theirs.value.msg} at column {theirs.value.colno}"
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LINES))
