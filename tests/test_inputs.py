@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 import memctl
 from memctl.cli import app
 from memctl.errors import BadInput
-from memctl.inputs import DEFAULT_MAX_EVENT_BYTES, parse_json
+from memctl.inputs import DEFAULT_MAX_EVENT_BYTES, event_from_line, parse_json
+from memctl.ledger import compact_json
+from memctl.stream import STORED_GROWTH
 from tests.conftest import MEMCTL, run_memctl
 
 REPLACEMENT = "\ufffd"
@@ -267,6 +269,27 @@ def test_tool_call_id_counts_towards_the_size_limit(tmp_path: Path) -> None:
     result = run_memctl("--db", db, "record", "-s", "lim-4", input=data, env=env)
     assert result.returncode == 2 and "line 2: " in result.stderr.decode()
     assert [len(e["tool_call_id"]) for e in stored(db, "lim-4")] == [900]
+
+
+@pytest.mark.parametrize("number", ["1e15", "9e15", "-1e15", "1E9", "1e-4", "1e0", "0.5e16"])
+def test_a_stored_event_grows_less_than_the_growth_bound(number: str) -> None:
+    """Numbers are the only JSON that stores longer; even packed they stay under STORED_GROWTH."""
+    text = '{"type": "t", "payload": {"n": [' + ",".join([number] * 100) + "]}}"
+    event = event_from_line(text.encode(), DEFAULT_MAX_EVENT_BYTES)
+    assert event.payload is not None
+    assert len(compact_json(event.payload).encode()) <= 4.5 * len(text) < STORED_GROWTH * len(text)
+
+
+def test_numbers_that_grow_count_towards_the_size_limit(tmp_path: Path) -> None:
+    """A line under the limit whose numbers store over it is refused."""
+    db = str(tmp_path / "in.db")
+    env = {"MEMCTL_MAX_EVENT_BYTES": "1000"}
+    grows = b'{"type": "t", "payload": {"n": [' + b",".join([b"1e15"] * 100) + b"]}}\n"
+    assert len(grows) < 1000
+    data = line(type="t", payload={"n": [1] * 100}) + grows
+    result = run_memctl("--db", db, "record", "-s", "lim-5", input=data, env=env)
+    assert result.returncode == 2 and "line 2: " in result.stderr.decode()
+    assert [e["payload"] for e in stored(db, "lim-5")] == [{"n": [1] * 100}]
 
 
 def test_invalid_size_limit_is_bad_usage(tmp_path: Path) -> None:
