@@ -201,6 +201,31 @@ def test_bulk_batch_keeps_every_kind_of_event_exactly(store: Store) -> None:
     assert sorted(hit.seq for hit in hits) == escapes  # indexed as well as stored
 
 
+def test_bulk_batch_escapes_every_text_column(store: Store) -> None:
+    """Each stored text column, not only content, survives COPY's escapes in a copied batch."""
+    odd = "t\tb\\N\nl\rc 100% %d"
+    batch = [
+        NewEvent(
+            type=f"note {odd}",
+            role=odd,
+            content=odd,
+            tool_call={"name": odd, "id": f"c {n}", "arguments": {"a": odd}},
+            tool_call_id=odd,
+            payload={"p": odd},
+            id=f"e {n} {odd}",
+            ts="2026-11-25T00:00:00.000000Z",
+        )
+        for n in range(100)
+    ]
+    me = Writer(Identity.of(os.getpid()))
+    info = store.create_session("s_escapes", None, {}, me)
+    assert store.append(info.id, batch, Writer(me.identity, info.epoch)) == list(range(1, 101))
+    fields = ("id", "ts", "type", "role", "content", "tool_call", "tool_call_id", "payload")
+    assert [[getattr(e, name) for name in fields] for e in store.events(info.id)] == [
+        [getattr(e, name) for name in fields] for e in batch
+    ]
+
+
 def test_postgres_copied_batch_with_a_taken_id_stores_nothing(pg_schema_url: str) -> None:
     """A COPY that hits a taken id rolls back the claim too; the caller goes the general way."""
     from memctl import pg_fast
