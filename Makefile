@@ -37,7 +37,12 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# memctl is installed editable, so unlike a pip install nothing compiles its
+# bytecode, and where PYTHONDONTWRITEBYTECODE is set (this machine sets it)
+# every memctl process compiled its modules again: 45 ms of each start. The
+# benchmarks measure memctl as installed, so compile it first, as pip would.
 bench: $(DEV_STAMP)
+	$(BIN)/python -m compileall -q memctl
 	$(BIN)/python -m bench
 
 soak: $(DEV_STAMP)
@@ -46,4 +51,4 @@ soak: $(DEV_STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache memctl/__pycache__
